@@ -1,0 +1,75 @@
+"""Typed results of the segmentation pipeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SegmentationResult:
+    """The referred object's mask and everything a caller may want to log or threshold.
+
+    Attributes:
+        expression: the referring expression as given (before truncation).
+        mask: (H, W) bool, original image resolution. All False when ``found`` is False.
+        score: selection score, mean over the mask of (1 + G) with G the final heatmap in [0, 1],
+            so in [1, 2] for a selected proposal; 0.0 when no proposal survived (see ``found``).
+        bbox: (x0, y0, x1, y1) pixel box of the mask, inclusive-exclusive; None for an empty mask.
+        centroid: (u, v) pixel centroid of the mask (column, row); None for an empty mask.
+        heatmap: (H, W) float32 in [0, 1], the final (refined) Grad-CAM at image resolution.
+        primary_word: the head noun PWEM emphasised, or None when no noun was found.
+        kept_tokens: BLIP word pieces kept by the PWEM token filter (without [CLS]).
+        rounds: IGRS rounds whose maps were used (1..T).
+        match_probs: ITM match probability of every round run (the last may be the one that dropped).
+        found: True when a proposal passed the selection filters; False for the fallback.
+        timings: seconds per stage (keys: 'vision', 'gradcam', 'sam_image', 'proposals',
+            'selection', 'total', ...).
+    """
+
+    expression: str
+    mask: np.ndarray
+    score: float
+    bbox: tuple[int, int, int, int] | None
+    centroid: tuple[float, float] | None
+    heatmap: np.ndarray
+    primary_word: str | None
+    kept_tokens: list[str]
+    rounds: int
+    match_probs: list[float]
+    found: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[1])
+
+    def summary(self) -> dict:
+        """JSON-serialisable summary (no arrays)."""
+        return {
+            "expression": self.expression,
+            "score": float(self.score),
+            "found": bool(self.found),
+            "bbox": list(self.bbox) if self.bbox is not None else None,
+            "centroid": list(self.centroid) if self.centroid is not None else None,
+            "primary_word": self.primary_word,
+            "kept_tokens": list(self.kept_tokens),
+            "rounds": int(self.rounds),
+            "match_probs": [float(p) for p in self.match_probs],
+            "mask_area": int(self.mask.sum()),
+            "image_size": [self.width, self.height],
+            "timings": {k: float(v) for k, v in self.timings.items()},
+        }
+
+
+def mask_bbox_centroid(mask: np.ndarray) -> tuple[tuple[int, int, int, int] | None, tuple[float, float] | None]:
+    """Box (x0, y0, x1, y1; exclusive ends) and centroid (u, v) of a (H, W) bool mask, or Nones."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None, None
+    bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return bbox, (float(xs.mean()), float(ys.mean()))
