@@ -15,6 +15,9 @@ from .errors import InvalidInputError
 
 #: 100 megapixels; larger images are refused before any model runs (memory safety).
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Longer side / shorter side beyond this is refused: resizing to the models' inputs would squash the
+#: short side to zero pixels (no camera produces such frames).
+MAX_ASPECT_RATIO = 100
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -58,6 +61,8 @@ def to_rgb_uint8(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     h, w = arr.shape[:2]
     if h < 1 or w < 1:
         raise InvalidInputError(f"image is empty ({w}x{h})")
+    if max(h, w) > MAX_ASPECT_RATIO * min(h, w):
+        raise InvalidInputError(f"image {w}x{h} is too elongated (aspect ratio above {MAX_ASPECT_RATIO}:1)")
     if h * w > max_pixels:
         raise InvalidInputError(f"image {w}x{h} has {h * w / 1e6:.0f} MP, more than the {max_pixels / 1e6:.0f} MP limit")
     arr = _to_uint8(arr)

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny randomly initialised models (same classes as the real ones), built once."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    from ros2_iterprime.models import load_models
+
+    return load_models("tiny-random", "tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_models):
+    from ros2_iterprime.predictor import ReferringSegmenter
+
+    return ReferringSegmenter(tiny_models)
+
+
+@pytest.fixture
+def rgb_image():
+    """A 120x160 RGB test scene: grey background, a red square and a blue bar."""
+    img = np.full((120, 160, 3), 90, np.uint8)
+    img[30:80, 40:90] = (210, 30, 30)
+    img[90:110, 10:150] = (30, 40, 200)
+    return img
