@@ -32,11 +32,12 @@ class PinholeIntrinsics:
     @classmethod
     def from_camera_info(cls, info: Any) -> "PinholeIntrinsics":
         """From a sensor_msgs/CameraInfo (K row-major; falls back to P when K is all zero)."""
-        k = [float(x) for x in (getattr(info, "k", None) or [])]
+        # rclpy stores K/P as numpy arrays: never test them for truthiness
+        k = [float(x) for x in np.asarray(getattr(info, "k", ()), dtype=np.float64).reshape(-1)]
         if len(k) == 9 and k[0] > 0 and k[4] > 0:
             fx, fy, cx, cy = k[0], k[4], k[2], k[5]
         else:
-            p = [float(x) for x in (getattr(info, "p", None) or [])]
+            p = [float(x) for x in np.asarray(getattr(info, "p", ()), dtype=np.float64).reshape(-1)]
             if len(p) == 12 and p[0] > 0 and p[5] > 0:
                 fx, fy, cx, cy = p[0], p[5], p[2], p[6]
             else:

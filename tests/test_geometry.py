@@ -77,6 +77,9 @@ def test_intrinsics_from_camera_info_k_then_p():
     assert PinholeIntrinsics.from_camera_info(info) == INTR
     info = SimpleNamespace(k=[0.0] * 9, p=[500.0, 0, 320, 0, 0, 400.0, 240, 0, 0, 0, 1, 0], width=640, height=480)
     assert PinholeIntrinsics.from_camera_info(info) == INTR
+    # rclpy gives numpy arrays (truthiness is ambiguous)
+    info = SimpleNamespace(k=np.array([500.0, 0, 320, 0, 400.0, 240, 0, 0, 1]), p=np.zeros(12), width=640, height=480)
+    assert PinholeIntrinsics.from_camera_info(info) == INTR
     with pytest.raises(ValueError):
         PinholeIntrinsics.from_camera_info(SimpleNamespace(k=[0.0] * 9, p=[0.0] * 12, width=0, height=0))
 
