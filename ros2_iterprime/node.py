@@ -585,7 +585,8 @@ def main(args=None) -> int:
         try:
             node = IterPrimeNode()
         except ModelNotFoundError as exc:
-            _log_fatal(f"cannot load the model: {exc}")
+            _log_fatal(f"cannot load the model: {exc} (node parameters: -p vlm:=<id or dir>, "
+                       f"-p sam:=<id or dir>, or -p model:=tiny-random)")
             return 1
         except Exception as exc:
             _log_fatal(
