@@ -5,6 +5,7 @@
   under ``<root>/images/mscoco/images/train2014``).
 - :func:`make_phrasecut_dataset`: VGPhraseCut v0 layout (``<root>/VGPhraseCut_v0/refer_<split>.json``,
   ``image_data_split.json``, ``images/<id>.jpg``).
+- :class:`FakeSegmenter`: a model-free stand-in for the segmenter (``set_image`` / ``segment``).
 
 Both return the expected samples per split, in loader order, with hand-built ground-truth masks:
 every shape is an axis-aligned rectangle, and a pycocotools polygon rectangle with corners
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ros2_iterprime.errors import InvalidInputError
 
 W, H = 64, 48
 
@@ -214,3 +217,44 @@ def make_phrasecut_dataset(root: str | Path) -> dict[str, list[Expected]]:
     with open(d / "image_data_split.json", "w") as f:
         json.dump(info, f)
     return expected
+
+
+# ------------------------------------------------------------------------ fake segmenter
+
+
+@dataclass
+class FakeResult:
+    mask: np.ndarray
+    found: bool = True
+    score: float = 1.5
+    rounds: int = 1
+    primary_word: str | None = None
+
+
+class FakeSegmenter:
+    """Predicts a box whose size depends on the sentence and the overrides; counts calls."""
+
+    def __init__(self, stop_after: int | None = None, empty_for: str = "bottom"):
+        self.image = None
+        self.set_image_calls = 0
+        self.segment_calls = []
+        self.stop_after = stop_after
+        self.empty_for = empty_for
+
+    def set_image(self, rgb):
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+        self.image = rgb
+        self.set_image_calls += 1
+
+    def segment(self, sentence, **kw):
+        if self.stop_after is not None and len(self.segment_calls) >= self.stop_after:
+            raise KeyboardInterrupt
+        self.segment_calls.append((sentence, kw))
+        if not sentence.strip() or sentence == "raise":
+            raise InvalidInputError("empty expression")
+        h, w = self.image.shape[:2]
+        m = np.zeros((h, w), bool)
+        if self.empty_for not in sentence:
+            k = 4 + len(sentence) % 7 + 3 * kw.get("pwem_mode", 0) + kw.get("iterations", 1)
+            m[4:4 + k, 4:4 + 2 * k] = True
+        return FakeResult(mask=m, found=bool(m.any()), rounds=kw.get("iterations", 1))

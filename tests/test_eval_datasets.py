@@ -79,6 +79,8 @@ def test_refer_raw_sentence_field(refer_root):
 def test_refer_split_by_google_and_default(tmp_path):
     make_refer_dataset(tmp_path, "refcocog", "google", splits=("val",))
     assert len(load_refer(tmp_path, "refcocog", "val", split_by="google")) == 9
+    with pytest.raises(InvalidSplitError, match="valid: val, train"):
+        load_refer(tmp_path, "refcocog", "test", split_by="google")
     with pytest.raises(DatasetNotFoundError, match=r"refs\(umd\)\.p"):  # default split_by is umd
         load_refer(tmp_path, "refcocog", "val")
 
@@ -221,6 +223,15 @@ def test_phrasecut_union_and_size_from_header(phrasecut_root):
     s = {x.sample_id: x for x in load_phrasecut(root, "val")}
     assert s["11__0"].gt_mask().sum() == 8 * 6 + 10 * 10
     assert s["12__0"].height is None and s["12__0"].image_size() == (H, W)
+
+
+def test_phrasecut_image_info_name_and_repo_layout(tmp_path, phrasecut_root):
+    root, _ = phrasecut_root
+    d = tmp_path / "PhraseCutDataset" / "data"
+    shutil.copytree(root / "VGPhraseCut_v0", d / "VGPhraseCut_v0")
+    (d / "VGPhraseCut_v0" / "image_data_split.json").rename(d / "VGPhraseCut_v0" / "image_data_split3000.json")
+    s = load_phrasecut(tmp_path / "PhraseCutDataset", "val")  # the PhraseCut repository's own layout
+    assert s[0].height == H and s[0].width == W  # size from image_data_split3000.json
 
 
 def test_phrasecut_missing(tmp_path, phrasecut_root):

@@ -8,60 +8,21 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ros2_iterprime.errors import InvalidInputError
 from ros2_iterprime.evaluation.datasets import load_refer
 from ros2_iterprime.evaluation.metrics import compute_metrics
 from ros2_iterprime.evaluation.runner import (EvalConfig, EvalOutputError, ablation_grid,
                                               markdown_table, prepare_output, read_records,
                                               run_evaluation, summarize)
-from synthetic_datasets import make_refer_dataset
+from synthetic_datasets import FakeResult as _Res
+from synthetic_datasets import FakeSegmenter, make_refer_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 FP = {"dataset": "refcoco", "split": "val", "model": "fake"}
-
-
-@dataclass
-class _Res:
-    mask: np.ndarray
-    found: bool = True
-    score: float = 1.5
-    rounds: int = 1
-    primary_word: str | None = None
-
-
-class FakeSegmenter:
-    """Predicts a box whose size depends on the sentence and the overrides; counts calls."""
-
-    def __init__(self, stop_after: int | None = None, empty_for: str = "bottom"):
-        self.image = None
-        self.set_image_calls = 0
-        self.segment_calls = []
-        self.stop_after = stop_after
-        self.empty_for = empty_for
-
-    def set_image(self, rgb):
-        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
-        self.image = rgb
-        self.set_image_calls += 1
-
-    def segment(self, sentence, **kw):
-        if self.stop_after is not None and len(self.segment_calls) >= self.stop_after:
-            raise KeyboardInterrupt
-        self.segment_calls.append((sentence, kw))
-        if not sentence.strip() or sentence == "raise":
-            raise InvalidInputError("empty expression")
-        h, w = self.image.shape[:2]
-        m = np.zeros((h, w), bool)
-        if self.empty_for not in sentence:
-            k = 4 + len(sentence) % 7 + 3 * kw.get("pwem_mode", 0) + kw.get("iterations", 1)
-            m[4:4 + k, 4:4 + 2 * k] = True
-        return _Res(mask=m, found=bool(m.any()), rounds=kw.get("iterations", 1))
 
 
 @pytest.fixture()
@@ -227,7 +188,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys, time
         sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
-        from test_eval_runner import FakeSegmenter, FP
+        from synthetic_datasets import FakeSegmenter
         from ros2_iterprime.evaluation.datasets import load_refer
         from ros2_iterprime.evaluation.runner import EvalConfig, prepare_output, run_evaluation
 
@@ -237,7 +198,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
                 return super().segment(sentence, **kw)
 
         samples = load_refer({str(data_root)!r}, "refcoco", "val")
-        run_evaluation(samples, Slow(), prepare_output({str(out)!r}, FP), [EvalConfig(0, 1)],
+        run_evaluation(samples, Slow(), prepare_output({str(out)!r}, {FP!r}), [EvalConfig(0, 1)],
                        progress=False)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -259,3 +220,15 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     run_evaluation(samples, seg, prepare_output(out, FP), [EvalConfig(0, 1)], progress=False)
     assert len(seg.segment_calls) == 26 - n_before
     _assert_summary_matches_jsonl(out, [EvalConfig(0, 1)], 26)
+
+
+def test_save_masks_rle_roundtrip(tmp_path, data):
+    from ros2_iterprime.evaluation.datasets import segmentation_to_mask
+
+    out = prepare_output(tmp_path / "out", FP)
+    run_evaluation(data[:3], FakeSegmenter(), out, [EvalConfig(0, 1)], progress=False, save_masks=True)
+    for r in read_records(out / "samples.jsonl"):
+        m = segmentation_to_mask(r["pred_rle"], 48, 64)
+        assert m.shape == (48, 64) and int(m.sum()) == r["pred_area"]
+        gt = next(s for s in data if s.sample_id == r["sample_id"]).gt_mask()
+        assert int((m & gt).sum()) == r["I"] and int((m | gt).sum()) == r["U"]

@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from ..errors import IterPrimeError
-from .datasets import DATASETS, load_dataset
+from .datasets import DATASETS, check_images_exist, load_dataset
 from .runner import (ABLATION_ITERS, ABLATION_MODES, SAMPLES_FILE, SUMMARY_FILE, TABLE_FILE,
                      EvalConfig, ablation_grid, prepare_output, run_evaluation)
 
@@ -50,8 +50,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     d.add_argument("--dataset", required=True, choices=DATASETS)
     d.add_argument("--split", required=True,
-                   help="refcoco/refcoco+: val, testA, testB; refcocog: val, test (umd), val (google); "
-                        "phrasecut: val, test, miniv")
+                   help="refcoco/refcoco+ (unc): val, testA, testB; refcocog: val, test (umd), "
+                        "val (google); refcoco (google): val, test; phrasecut: val, test, miniv")
     d.add_argument("--split-by", default=None, choices=("unc", "umd", "google"),
                    help="REFER partition (default: unc for refcoco/refcoco+, umd for refcocog)")
     d.add_argument("--data-root", required=True,
@@ -157,21 +157,16 @@ def run_eval_command(args: argparse.Namespace) -> int:
     try:
         # Fail fast (before the slow model load) on data and output problems.
         samples = load_dataset(args.dataset, args.split, args.data_root, split_by=args.split_by,
-                               image_dir=args.image_dir, sentence_field=args.sentence_field)
+                               image_dir=args.image_dir, sentence_field=args.sentence_field,
+                               check_images=False)
         if args.limit is not None:
             samples = samples[: args.limit]
+        check_images_exist(samples)  # every image this run needs, before the model loads
         if not samples:
             _err(f"{args.dataset} {args.split}: no samples")
             return 1
         split_by = None if args.dataset == "phrasecut" else (
             args.split_by or ("umd" if args.dataset == "refcocog" else "unc"))
-        fingerprint = {
-            "dataset": args.dataset, "split": args.split, "split_by": split_by,
-            "sentence_field": args.sentence_field if args.dataset != "phrasecut" else None,
-            "model": args.model, "vlm": args.vlm, "sam": args.sam,
-            "proposals": args.proposals, "dtype": args.dtype,
-        }
-        out = prepare_output(args.out, fingerprint, overwrite=args.overwrite)
 
         from ..predictor import SegmenterConfig, load_segmenter
 
@@ -183,8 +178,20 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 cfg_kw["pwem_mode"] = args.mode
             if args.iters is not None:
                 cfg_kw["iterations"] = args.iters
+        seg_config = SegmenterConfig(**cfg_kw)
+        vlm_id, sam_id = _resolve_ids(args.model, args.vlm, args.sam)
+        # What must not change between a run and its resumption (defaults resolved, so that
+        # `--proposals cam_points` and no --proposals, or --model vs the same explicit ids, match).
+        fingerprint = {
+            "dataset": args.dataset, "split": args.split, "split_by": split_by,
+            "sentence_field": args.sentence_field if args.dataset != "phrasecut" else None,
+            "vlm": vlm_id, "sam": sam_id,
+            "proposals": getattr(seg_config, "proposals", args.proposals), "dtype": args.dtype,
+        }
+        out = prepare_output(args.out, fingerprint, overwrite=args.overwrite)
+
         seg = load_segmenter(args.model, vlm=args.vlm, sam=args.sam, device=args.device,
-                             dtype=args.dtype, config=SegmenterConfig(**cfg_kw),
+                             dtype=args.dtype, config=seg_config,
                              local_files_only=True if args.local_files_only else None,
                              cache_dir=args.cache_dir)
         segcfg = getattr(seg, "config", None)
@@ -194,7 +201,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
                    for c in configs]
         settings = {
             **fingerprint,
-            "proposals": args.proposals or getattr(segcfg, "proposals", None),
+            "model": args.model,
+            "proposals": getattr(segcfg, "proposals", None) or fingerprint["proposals"],
             "limit": args.limit, "data_root": str(args.data_root), "image_dir": args.image_dir,
             "device": str(_seg_attr(seg, "device") or args.device),
             "dtype_resolved": str(_seg_attr(seg, "dtype") or args.dtype),
@@ -202,17 +210,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             "grid": [[c.pwem_mode, c.iterations] for c in configs],
             "segmenter_config": _config_dict(segcfg),
         }
-        models = {"model": args.model, "vlm": _seg_attr(seg, "vlm_id") or args.vlm,
-                  "sam": _seg_attr(seg, "sam_id") or args.sam}
-        if models["vlm"] is None or models["sam"] is None:
-            try:
-                from ..models import resolve_profile
-
-                v, s = resolve_profile(args.model, args.vlm, args.sam)
-                models["vlm"] = models["vlm"] or v
-                models["sam"] = models["sam"] or s
-            except (ImportError, ValueError):
-                pass
+        models = {"model": args.model, "vlm": _seg_attr(seg, "vlm_id") or vlm_id,
+                  "sam": _seg_attr(seg, "sam_id") or sam_id}
         summary = run_evaluation(samples, seg, out, configs, settings=settings, models=models,
                                  command=command, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -231,6 +230,15 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if args.model == "tiny-random":
         print("note: tiny-random has random weights; these numbers are meaningless", file=sys.stderr)
     return 0
+
+
+def _resolve_ids(model: str, vlm: str | None, sam: str | None) -> tuple[str | None, str | None]:
+    """(vlm id, sam id) of a profile plus overrides (the overrides alone if the registry is absent)."""
+    try:
+        from ..models import resolve_profile
+    except ImportError:
+        return vlm or model, sam or model
+    return resolve_profile(model, vlm, sam)
 
 
 def _seg_attr(seg, name: str):

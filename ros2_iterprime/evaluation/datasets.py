@@ -12,8 +12,10 @@ Layouts (``data_root`` is the directory the user passes as ``--data-root``)::
         DATA_ROOT/images/mscoco/images/train2014/    # COCO train2014 images (override: image_dir)
 
     PhraseCut (VGPhraseCut v0)
-        DATA_ROOT/VGPhraseCut_v0/refer_<split>.json  # (DATA_ROOT itself or DATA_ROOT/phrasecut also work)
-        DATA_ROOT/VGPhraseCut_v0/image_data_split.json   # optional: image sizes
+        DATA_ROOT/VGPhraseCut_v0/refer_<split>.json  # (DATA_ROOT itself, DATA_ROOT/data/VGPhraseCut_v0
+                                                     #  or DATA_ROOT/phrasecut also work)
+        DATA_ROOT/VGPhraseCut_v0/image_data_split.json   # optional (or image_data_split3000.json):
+                                                         # image sizes, else read from the image
         DATA_ROOT/VGPhraseCut_v0/images/<image_id>.jpg   # Visual Genome images (override: image_dir)
 
 Security: ``refs(*).p`` is a Python pickle, and unpickling can execute code. It is only ever loaded
@@ -39,6 +41,7 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "InvalidSplitError",
+    "check_images_exist",
     "REFER_SPLITS",
     "PHRASECUT_SPLITS",
     "Sample",
@@ -70,7 +73,7 @@ class CorruptDatasetError(DatasetError, ValueError):
 
 #: Valid (dataset -> split_by -> splits). ``train`` is accepted too but is not an evaluation split.
 REFER_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
-    "refcoco": {"unc": ("val", "testA", "testB", "train")},
+    "refcoco": {"unc": ("val", "testA", "testB", "train"), "google": ("val", "test", "train")},
     "refcoco+": {"unc": ("val", "testA", "testB", "train")},
     "refcocog": {"umd": ("val", "test", "train"), "google": ("val", "train")},
 }
@@ -78,7 +81,8 @@ PHRASECUT_SPLITS: tuple[str, ...] = ("val", "test", "miniv", "train")
 DATASETS: tuple[str, ...] = (*REFER_SPLITS, "phrasecut")
 
 COCO_IMAGE_SUBDIR = Path("images") / "mscoco" / "images" / "train2014"
-PHRASECUT_SUBDIRS: tuple[str, ...] = ("VGPhraseCut_v0", "phrasecut", ".")
+PHRASECUT_SUBDIRS: tuple[str, ...] = ("VGPhraseCut_v0", "data/VGPhraseCut_v0", "phrasecut", ".")
+PHRASECUT_IMAGE_INFO: tuple[str, ...] = ("image_data_split.json", "image_data_split3000.json")
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,8 @@ def _check_unique_ids(samples: list[Sample], where: str) -> None:
         seen.add(s.sample_id)
 
 
-def _check_images_exist(samples: list[Sample]) -> None:
+def check_images_exist(samples: Sequence[Sample]) -> None:
+    """Raise :class:`DatasetNotFoundError` naming the first missing image (and how many are missing)."""
     seen: set[Path] = set()
     missing: list[Path] = []
     for s in samples:
@@ -306,8 +311,10 @@ def load_refer(data_root: str | Path, dataset: str, split: str, split_by: str | 
     Args:
         data_root: directory holding ``<dataset>/refs(<split_by>).p`` and ``<dataset>/instances.json``.
         dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
-        split: ``val``/``testA``/``testB`` (unc), ``val``/``test`` (umd), ``val`` (google), or ``train``.
-        split_by: ``unc`` (refcoco, refcoco+), ``umd`` or ``google`` (refcocog); default: the standard one.
+        split: ``val``/``testA``/``testB`` (unc), ``val``/``test`` (umd; refcoco google), ``val``
+            (refcocog google), or ``train``.
+        split_by: ``unc`` (refcoco, refcoco+; also ``google`` for refcoco), ``umd`` or ``google``
+            (refcocog); default: unc for refcoco/refcoco+, umd for refcocog.
         image_dir: COCO train2014 image directory (default ``DATA_ROOT/images/mscoco/images/train2014``).
         sentence_field: ``sent`` (the dataset's normalised, lower-cased sentence) or ``raw``.
         check_images: raise :class:`DatasetNotFoundError` now if any image is missing.
@@ -370,7 +377,7 @@ def load_refer(data_root: str | Path, dataset: str, split: str, split_by: str | 
             ))
     _check_unique_ids(samples, str(ds_dir / f"refs({split_by}).p"))
     if check_images:
-        _check_images_exist(samples)
+        check_images_exist(samples)
     return samples
 
 
@@ -419,8 +426,8 @@ def load_phrasecut(data_root: str | Path, split: str, image_dir: str | Path | No
     if not isinstance(tasks, list):
         raise CorruptDatasetError(f"{d / f'refer_{split}.json'} is not a list of tasks")
     sizes: dict[Any, tuple[int, int]] = {}
-    info_path = d / "image_data_split.json"
-    if info_path.is_file():
+    info_path = next((d / n for n in PHRASECUT_IMAGE_INFO if (d / n).is_file()), None)
+    if info_path is not None:
         info = _load_json(info_path, "PhraseCut image info")
         for im in info if isinstance(info, list) else []:
             try:
@@ -453,7 +460,7 @@ def load_phrasecut(data_root: str | Path, split: str, image_dir: str | Path | No
         ))
     _check_unique_ids(samples, str(d / f"refer_{split}.json"))
     if check_images:
-        _check_images_exist(samples)
+        check_images_exist(samples)
     return samples
 
 

@@ -1,6 +1,7 @@
 """Referring-segmentation metrics: oIoU, mIoU and Prec@X.
 
-Definitions (the protocol of the paper and of the RIS literature):
+Definitions (the protocol of the paper's official evaluator, VoyageWang/IteRPrimE ``evaluator.py``,
+and of the RIS literature):
 
 - per sample, at the original image resolution: I = |pred AND gt|, U = |pred OR gt|, IoU = I / U;
 - oIoU (overall / cumulative IoU) = sum_i I_i / sum_i U_i;
@@ -9,8 +10,11 @@ Definitions (the protocol of the paper and of the RIS literature):
 
 Every sample counts: a missing prediction (no proposal, an error) is an empty mask, so its IoU is 0
 and its U is |gt|. A sample with an empty union (empty GT and empty prediction, which a well-formed
-benchmark never has) scores IoU 0 and adds nothing to oIoU; it is counted in ``empty_union``.
-Thresholds are compared exactly (``I >= X * U`` in rational arithmetic), so IoU = 3/5 passes 0.6.
+benchmark never has) agrees perfectly: IoU 1, it passes every Prec@X and adds nothing to oIoU; it is
+counted in ``empty_union``. (The official evaluator computes (I + 1e-6) / (U + 1e-6) and tests
+``> X``: that gives the same IoU 1 for an empty union and counts an IoU of exactly X, hence ``>=``
+here, evaluated exactly: ``I >= X * U`` in rational arithmetic, so IoU = 3/5 passes 0.6.)
+With no sample at all every metric is 0.0; with only empty unions oIoU is 1.0.
 """
 from __future__ import annotations
 
@@ -55,12 +59,12 @@ def intersection_union(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, in
 
 
 def iou_from_counts(inter: int, union: int) -> float:
-    """I / U, and 0.0 for an empty union."""
-    return float(inter) / float(union) if union > 0 else 0.0
+    """I / U, and 1.0 for an empty union (empty prediction of an empty ground truth)."""
+    return float(inter) / float(union) if union > 0 else 1.0
 
 
 def _passes(inter: int, union: int, threshold: Fraction) -> bool:
-    return union > 0 and Fraction(inter) >= threshold * union
+    return union == 0 or Fraction(inter) >= threshold * union
 
 
 @dataclass
@@ -98,7 +102,9 @@ class MetricAccumulator:
 
     @property
     def oiou(self) -> float:
-        return self.cum_i / self.cum_u if self.cum_u > 0 else 0.0
+        if self.cum_u > 0:
+            return self.cum_i / self.cum_u
+        return 1.0 if self.n else 0.0
 
     @property
     def miou(self) -> float:

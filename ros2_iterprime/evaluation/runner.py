@@ -47,6 +47,7 @@ __all__ = [
     "TABLE_FILE",
     "ablation_grid",
     "environment_versions",
+    "is_tiny_random",
     "load_image_rgb",
     "markdown_table",
     "prepare_output",
@@ -298,6 +299,12 @@ def summarize(samples: Sequence[Sample], configs: Sequence[EvalConfig], records:
     return {"complete": complete, "duplicate_records": dup, "runs": runs}
 
 
+def is_tiny_random(summary: dict) -> bool:
+    """True when the summary comes from the random-weight test model."""
+    m = summary.get("models", {}) or {}
+    return "tiny-random" in (m.get("model"), m.get("vlm"), m.get("sam"))
+
+
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100.0 * x:.2f}"
 
@@ -315,6 +322,9 @@ def markdown_table(summary: dict) -> str:
     lines = [f"# IteRPrimE evaluation: {name} {split}", ""]
     if not summary.get("complete", True):
         lines += ["**Incomplete run** (some samples are missing; resume with the same command).", ""]
+    if is_tiny_random(summary):
+        lines += ["**tiny-random model: random weights, these numbers are meaningless** "
+                  "(plumbing test only; never report them).", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for run in summary.get("runs", []):
         m = run["metrics"]
@@ -447,7 +457,7 @@ def run_evaluation(samples: Sequence[Sample], segmenter: Any, out_dir: str | Pat
             "versions": environment_versions(),
             "metric_notes": ("fractions in [0, 1]; oIoU = sum I / sum U, mIoU = mean I/U, "
                              "Prec@X = share with IoU >= X; every sample counts (empty prediction: "
-                             "IoU 0); IoU at the original resolution"),
+                             "IoU 0; empty union: IoU 1); IoU at the original resolution"),
         })
         _atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         _atomic_write(out / TABLE_FILE, markdown_table(summary))
