@@ -1,0 +1,143 @@
+"""Demo client for a running `iterprime_node`: publish a generated image + an expression, print the result,
+save the mask and overlay as PNGs. Used by scripts/demo.sh; exits non-zero when no result arrives.
+
+    python -m ros2_iterprime.demo_client --expression "the red square" --out outputs/demo
+
+Uses the caller's ROS environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE, FASTDDS_DEFAULT_PROFILES_FILE).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_scene(width: int, height: int) -> np.ndarray:
+    """A simple table-top scene: gradient background, a red square, a blue disc, a green bar."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.stack([120 + 60 * xx / width, 120 + 60 * yy / height, np.full(xx.shape, 140.0)], 2)
+    s = min(width, height)
+    img[height // 2 - s // 8: height // 2 + s // 8, width // 5: width // 5 + s // 4] = (220, 30, 30)
+    disc = (xx - 0.68 * width) ** 2 + (yy - 0.45 * height) ** 2 < (s // 7) ** 2
+    img[disc] = (30, 60, 220)
+    img[int(0.8 * height): int(0.86 * height), width // 10: width - width // 10] = (40, 170, 60)
+    return img.astype(np.uint8)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--expression", default="the red square on the left")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--node", default="/iterprime", help="fully qualified node name (topic prefix)")
+    ap.add_argument("--image-topic", default="/image")
+    ap.add_argument("--expression-topic", default="/referring_expression")
+    ap.add_argument("--out", default="outputs/demo")
+    ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the node and the result")
+    args = ap.parse_args(argv)
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header, String
+
+    from .ros_image import msg_to_numpy, numpy_to_msg
+
+    rclpy.init()
+    node = rclpy.create_node("iterprime_demo_client")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    got: dict[str, object] = {}
+    cond = threading.Condition()
+    reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    hdr = Header(frame_id="demo_camera_optical_frame")
+
+    def keep(name):
+        def cb(msg):
+            if name == "result_json" or (msg.header.stamp.sec, msg.header.stamp.nanosec) == (
+                    hdr.stamp.sec, hdr.stamp.nanosec):
+                with cond:
+                    got[name] = msg
+                    cond.notify_all()
+        return cb
+
+    node.create_subscription(Image, f"{args.node}/mask", keep("mask"), reliable)
+    node.create_subscription(Image, f"{args.node}/overlay", keep("overlay"), reliable)
+    node.create_subscription(String, f"{args.node}/result_json", keep("result_json"), reliable)
+    img_pub = node.create_publisher(Image, args.image_topic, qos_profile_sensor_data)
+    # transient local ("latched"): matches both of the node's expression readers, and the node gets the
+    # expression even if it (re)starts after we published
+    expr_pub = node.create_publisher(String, args.expression_topic, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
+                            daemon=True)
+    spin.start()
+    code = 1
+    try:
+        deadline = time.monotonic() + args.timeout
+        print(f"[demo] waiting for the node ({args.node}) ...", flush=True)
+        while (img_pub.get_subscription_count() == 0 or expr_pub.get_subscription_count() == 0
+               or node.count_subscribers(f"{args.node}/mask") == 0 and node.count_publishers(f"{args.node}/mask") == 0):
+            if time.monotonic() > deadline:
+                print("[demo] ERROR: the node did not come up (see its log)", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        rgb = make_scene(args.width, args.height)
+        now = node.get_clock().now().nanoseconds
+        hdr.stamp.sec, hdr.stamp.nanosec = divmod(now, 1_000_000_000)
+        msg = numpy_to_msg(rgb, "rgb8", header=hdr)
+        for _ in range(3):  # best effort: a few copies of the same frame
+            img_pub.publish(msg)
+            time.sleep(0.05)
+        t_sent = time.monotonic()
+        expr_pub.publish(String(data=args.expression))
+        print(f"[demo] sent a {args.width}x{args.height} rgb8 image and '{args.expression}'", flush=True)
+        with cond:
+            while not {"mask", "overlay", "result_json"} <= set(got):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    print(f"[demo] ERROR: no result within {args.timeout} s (got {sorted(got)})", file=sys.stderr)
+                    return 1
+                cond.wait(min(left, 0.2))
+        rtt = time.monotonic() - t_sent
+        mask = msg_to_numpy(got["mask"])
+        overlay = msg_to_numpy(got["overlay"])[:, :, ::-1]  # bgr8 -> RGB
+        summary = json.loads(got["result_json"].data)
+        if mask.shape != (args.height, args.width):
+            print(f"[demo] ERROR: mask is {mask.shape}, expected {(args.height, args.width)}", file=sys.stderr)
+            return 1
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        from PIL import Image as PILImage
+
+        PILImage.fromarray(rgb).save(out / "input.png")
+        PILImage.fromarray(mask).save(out / "mask.png")
+        PILImage.fromarray(np.ascontiguousarray(overlay)).save(out / "overlay.png")
+        (out / "result.json").write_text(json.dumps(summary, indent=2))
+        c = summary.get("centroid")
+        print(f"[demo] mask {mask.shape[1]}x{mask.shape[0]}, area {int((mask > 0).sum())} px, "
+              f"found={summary['found']}, score {summary['score']:.3f}, "
+              f"centroid (u, v) = {tuple(round(x, 1) for x in c) if c else None}, "
+              f"primary word {summary.get('primary_word')!r}")
+        print(f"[demo] model {summary['processing_time'] * 1000:.0f} ms, stamp-to-result latency "
+              f"{summary['latency'] * 1000:.0f} ms, round trip {rtt * 1000:.0f} ms")
+        print(f"[demo] wrote {out}/input.png, mask.png, overlay.png, result.json")
+        code = 0
+    finally:
+        stop.set()
+        spin.join(timeout=2)
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
