@@ -157,9 +157,14 @@ class BlipGradCAM:
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(1, 3, S, S) -> (1, 1 + P, D) vision embeddings (image [CLS] first)."""
+        """(1, 3, S, S) -> (1, 1 + P, D) fp32 vision embeddings (image [CLS] first).
+
+        The vision tower may run in reduced precision; its output is cast to the text encoder's dtype.
+        """
         self.reset_image_cache()
-        return self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        vis = self.model.vision_model
+        out = vis(pixel_values=pixel_values.to(next(vis.parameters()).dtype)).last_hidden_state
+        return out.to(next(self.model.text_encoder.parameters()).dtype)
 
     def itm_logits(self, image_embeds, input_ids, attention_mask, image_keep=None) -> torch.Tensor:
         """(1, 2) ITM logits [no-match, match] for one pair; image_keep (1, 1+P) masks image tokens."""

@@ -56,7 +56,7 @@ class LoadedModels:
     vlm_id: str
     sam_id: str
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # of the two image encoders; everything else runs in fp32
 
 
 def resolve_profile(model: str | None, vlm: str | None = None, sam: str | None = None) -> tuple[str, str]:
@@ -172,7 +172,12 @@ def load_models(
     for m in (blip, sam_model):
         m.eval()
         m.requires_grad_(False)  # Grad-CAM takes gradients w.r.t. attention maps only, never parameters
-        m.to(device=dev, dtype=dt)
+        m.to(device=dev, dtype=torch.float32)
+    # Mixed precision: only the two per-image encoders (nearly all the FLOPs) run in `dt`. The Grad-CAM
+    # path (BLIP text encoder + ITM head) stays fp32 because attention gradients underflow fp16, and
+    # SAM's small prompt decoder stays fp32 so mask boundaries do not move (tests/test_bench.py).
+    blip.vision_model.to(dtype=dt)
+    sam_model.vision_encoder.to(dtype=dt)
     return LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
 
 
@@ -239,6 +244,9 @@ def build_tiny_blip(seed: int = 0):
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=64, patch_size=8,
+            # BlipVisionConfig defaults to initializer_range=1e-10: activations of ~1e-7 would underflow
+            # fp16 and make every map degenerate. 0.02 gives O(1) activations like trained weights.
+            initializer_range=0.02,
         ),
         projection_dim=16,
         image_text_hidden_size=32,

@@ -142,14 +142,19 @@ class SamProposer:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """dtype of the prompt decoder (fp32); the image encoder may run in reduced precision."""
+        return next(self.model.mask_decoder.parameters()).dtype
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        return next(self.model.vision_encoder.parameters()).dtype
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> SamImage:
         """(H, W, 3) uint8 -> cached SamImage (runs the SAM image encoder once)."""
         enc = self.processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
-        pv = enc["pixel_values"].to(self.device, self.dtype)
-        emb = self.model.get_image_embeddings(pv)
+        pv = enc["pixel_values"].to(self.device, self.encoder_dtype)
+        emb = self.model.get_image_embeddings(pv).to(self.dtype)
         h_in, w_in = (int(v) for v in enc["reshaped_input_sizes"][0])
         pad = int(pv.shape[-1])
         grid = int(emb.shape[-1]) * 4  # the mask decoder upsamples the embedding 4x
