@@ -14,6 +14,7 @@ import shlex
 import sys
 from typing import Sequence
 
+from ..cli import add_model_args
 from ..errors import IterPrimeError
 from .datasets import DATASETS, check_images_exist, load_dataset
 from .runner import (ABLATION_ITERS, ABLATION_MODES, SAMPLES_FILE, SUMMARY_FILE, TABLE_FILE,
@@ -82,18 +83,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     m.add_argument("--ablation-iters", type=_int_list, default=list(ABLATION_ITERS),
                    help="comma-separated T values of the ablation grid (default 1,2,3)")
 
-    mo = p.add_argument_group("model")
-    mo.add_argument("--model", default="default",
-                    help="model profile: default (BLIP ITM base + SAM ViT-B), large, or tiny-random "
-                         "(random weights, for plumbing tests only: its numbers mean nothing)")
-    mo.add_argument("--vlm", default=None, help="BLIP ITM model id or local directory (overrides --model)")
-    mo.add_argument("--sam", default=None, help="SAM model id or local directory (overrides --model)")
-    mo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    mo.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                    help="auto = fp32 on CPU, fp16 on CUDA")
-    mo.add_argument("--local-files-only", action="store_true",
-                    help="never contact the hub (also implied by HF_HUB_OFFLINE=1)")
-    mo.add_argument("--cache-dir", default=None, help="model cache directory (default: the HF cache)")
+    add_model_args(p)  # --model/--vlm/--sam/--device/--dtype/--local-files-only/--cache-dir, as everywhere
 
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True,
