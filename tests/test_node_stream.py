@@ -1,7 +1,7 @@
 """Real-DDS tests of the node's frame policy and start-up failure.
 
-* A 30 Hz 640x480 stream while the model is slow (continuous mode, 'automatic' SAM proposals on
-  tiny-random: a real knob, 0.3-2 s per frame here): the node processes only the newest frame, so the
+* A 30 Hz 640x480 stream while the model is slow (continuous mode, 'automatic' SAM proposals with a
+  64x64 point grid on tiny-random: a real knob, ~0.4 s per frame on 2 CPU cores): the node processes only the newest frame, so the
   delay from a frame's stamp to its result stays bounded by about two model runs instead of growing
   with the stream (no backlog), stops promptly when the stream stops, and counts the dropped frames.
 * A model that cannot be loaded: one clear error naming the model and how to fetch it, exit code != 0.
@@ -36,7 +36,7 @@ RATE_HZ = 30.0
 def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
     domain = rh.pick_domain_id()
     node = rh.NodeProcess(domain, params={"mode": "continuous", "max_rate_hz": 0.0, "proposals": "automatic",
-                                          "points_per_side": 4, "use_depth": "false"})
+                                          "points_per_side": 64, "use_depth": "false"})
     c = rh.RosClient(domain)
     try:
         node.wait_ready()
@@ -69,7 +69,7 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
         c.wait_for(lambda: len(c.received[f"{NS}/result_json"]) >= 3, 30, "3 results")
         results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
         proc = max(r["processing_time"] for r in results)
-        time.sleep(proc + 1.0)
+        time.sleep(2 * proc + 1.5)
         results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
         arrivals = list(c.arrival[f"{NS}/result_json"])
     finally:
@@ -79,6 +79,9 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
     assert code == 0 and "Traceback" not in log, log[-3000:]
 
     assert achieved_hz > 20, f"the test could only publish at {achieved_hz:.1f} Hz"
+    median_proc = sorted(r["processing_time"] for r in results)[len(results) // 2]
+    assert median_proc > 0.1, (f"the model is not slow ({median_proc:.3f} s a frame): the test needs a knob "
+                               f"that makes tiny-random slower than the 30 Hz stream")
     stamps = [r["stamp"]["sec"] * 1_000_000_000 + r["stamp"]["nanosec"] for r in results]
     assert all(s in set(sent) for s in stamps), "results must carry the stamps of frames we sent"
     assert len(set(stamps)) == len(stamps), "a frame was processed twice"
@@ -87,8 +90,9 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
     delays = [(a - s) / 1e9 for a, s in zip(arrivals, stamps)]
     # bounded: no result is older than ~two model runs (a FIFO would reach ~STREAM_S by the end)
     assert max(delays) < bound_s, f"delays {delays} exceed {bound_s:.2f} s (processing up to {proc:.2f} s)"
-    # no backlog: processing stopped within one model run of the end of the stream
-    assert (arrivals[-1] - stream_end) / 1e9 < proc + 1.0
+    # no backlog: processing stopped within two model runs of the end of the stream (the run in progress,
+    # then the newest frame)
+    assert (arrivals[-1] - stream_end) / 1e9 < bound_s
     assert (stream_end - stamps[-1]) / 1e9 < bound_s, "the last result is not of a recent frame"
     # drops counted: every frame sent while the model was busy and then replaced
     dropped = results[-1]["dropped_frames"]
