@@ -301,3 +301,39 @@ def test_malformed_images_and_odd_expressions_do_not_kill_the_node(ros):
     log = node.log()
     assert "skipping image" in log and "Traceback" not in log
     assert node.alive()
+
+
+def test_parameters_have_descriptors_ranges_and_validation(ros):
+    node, c = ros
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+    from rclpy.parameter import Parameter
+
+    def call(srv_type, name, req):
+        cli = c.node.create_client(srv_type, f"{NS}/{name}")
+        try:
+            assert cli.wait_for_service(timeout_sec=20)
+            fut = cli.call_async(req)
+            c.wait_for(lambda: fut.done(), 20, name)
+            return fut.result()
+        finally:
+            c.node.destroy_client(cli)
+
+    d = call(DescribeParameters, "describe_parameters",
+             DescribeParameters.Request(names=["iterations", "alpha", "model", "mode"])).descriptors
+    assert d[0].integer_range[0].from_value == 1 and d[0].integer_range[0].to_value == 10 and d[0].description
+    assert d[1].floating_point_range[0].to_value == 1.0
+    assert d[2].read_only and "tiny-random" in d[2].description
+    assert "continuous" in d[3].additional_constraints
+
+    def set_(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return call(SetParameters, "set_parameters", req).results[0]
+
+    assert not set_("iterations", 11).successful  # out of range
+    assert not set_("mode", "sometimes").successful  # not a choice
+    assert not set_("model", "default").successful  # read-only
+    assert set_("iterations", 2).successful
+    img, mask, same = _request(c, 320, 240, expression="the chair")
+    if ResultMsg is not None:
+        assert c.first(f"{NS}/result", same).rounds <= 2
+    assert set_("iterations", 3).successful
