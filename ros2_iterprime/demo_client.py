@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -29,6 +30,18 @@ def make_scene(width: int, height: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--expression", default="the red square on the left")
@@ -39,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--expression-topic", default="/referring_expression")
     ap.add_argument("--out", default="outputs/demo")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the node and the result")
+    ap.add_argument("--node-pid", type=int, default=0, help="give up at once if this process (the node) exits")
     args = ap.parse_args(argv)
 
     import rclpy
@@ -85,7 +99,7 @@ def main(argv=None) -> int:
         print(f"[demo] waiting for the node ({args.node}) ...", flush=True)
         while (img_pub.get_subscription_count() == 0 or expr_pub.get_subscription_count() == 0
                or node.count_subscribers(f"{args.node}/mask") == 0 and node.count_publishers(f"{args.node}/mask") == 0):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not _alive(args.node_pid):
                 print("[demo] ERROR: the node did not come up (see its log)", file=sys.stderr)
                 return 1
             time.sleep(0.1)
@@ -102,7 +116,7 @@ def main(argv=None) -> int:
         with cond:
             while not {"mask", "overlay", "result_json"} <= set(got):
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or not _alive(args.node_pid):
                     print(f"[demo] ERROR: no result within {args.timeout} s (got {sorted(got)})", file=sys.stderr)
                     return 1
                 cond.wait(min(left, 0.2))

@@ -37,7 +37,8 @@ stop_node() {
 trap 'stop_node || true' EXIT
 
 rc=0
-python -m ros2_iterprime.demo_client --expression "$expression" --out "$out" --timeout 180 || rc=$?
+python -m ros2_iterprime.demo_client --expression "$expression" --out "$out" --timeout 180 \
+  --node-pid "$node_pid" || rc=$?
 node_rc=0
 stop_node || node_rc=$?
 trap - EXIT
