@@ -44,7 +44,6 @@ setup(
     maintainer_email="maintainers@ros2-iterprime.invalid",
     description="Zero-shot referring image segmentation (IteRPrimE: BLIP Grad-CAM + SAM) as a ROS 2 node",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "ros2_iterprime = ros2_iterprime.cli:main",

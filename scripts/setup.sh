@@ -16,12 +16,12 @@ fi
 . "$venv/bin/activate"
 
 stamp="$venv/.iterprime-requirements.sha"
-want="$(cat requirements.txt requirements-dev.txt setup.py | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-ros-pypi.txt requirements-dev.txt setup.py | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing torch==2.13.0 (CPU) and the pinned requirements"
   # torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -r requirements.txt -r requirements-dev.txt
+  python -m pip install -q -r requirements.txt -r requirements-ros-pypi.txt -r requirements-dev.txt
   python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 else
