@@ -77,7 +77,7 @@ def _stats(xs: list[float]) -> dict:
 
 def run_bench(model: str = "default", random_weights: bool = False, device: str = "auto", dtype: str = "auto",
               iterations: int = 3, proposals: str = "cam_points", width: int = 640, height: int = 480,
-              reps: int = 5, warmup: int = 1, threads: int | None = None) -> dict:
+              reps: int = 5, warmup: int = 1, threads: int | None = None, early_stop: bool = False) -> dict:
     from .gradcam import to_patch_grid
     from .models import TINY, load_models, resolve_device, resolve_dtype, resolve_profile
     from .predictor import ReferringSegmenter, SegmenterConfig
@@ -93,7 +93,10 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         models = build_full_size_random(device=dev, dtype=dt)
     else:
         models = load_models(vlm, sam_id, device=dev, dtype=dt)
-    cfg = SegmenterConfig(iterations=iterations, proposals=proposals, pred_iou_thresh=0.0, stability_thresh=0.0)
+    # early_stop=False: both structures run exactly T rounds (with random weights the stop rule would
+    # end IGRS at an arbitrary round and the comparison would measure luck, not structure).
+    cfg = SegmenterConfig(iterations=iterations, early_stop=early_stop, proposals=proposals,
+                          pred_iou_thresh=0.0, stability_thresh=0.0)
     seg = ReferringSegmenter(models, cfg)
     frame = synthetic_frame(width, height)
     if dev.type == "cuda":
@@ -161,7 +164,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         grid = int(round((emb.shape[1] - 1) ** 0.5))
         _sync(dev)
         o0 = time.perf_counter()
-        refine(official_round, grid, cfg.iterations, cfg.alpha)
+        refine(official_round, grid, cfg.iterations, cfg.alpha, early_stop=cfg.early_stop)
         _sync(dev)
         o1 = time.perf_counter()
         if not keep:
@@ -213,7 +216,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
             "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
             "dtype": str(dt).replace("torch.", ""), "iterations": iterations, "proposals": proposals,
             "image": [width, height], "reps": reps, "warmup": warmup, "threads": torch.get_num_threads(),
-            "rounds_run": rows["_rounds"], "text_tokens": int(ids.shape[1]),
+            "early_stop": early_stop, "rounds_run": rows["_rounds"], "text_tokens": int(ids.shape[1]),
             "torch": torch.__version__, "python": platform.python_version(),
         },
         "timings": {k: _stats(v) for k, v in rows.items() if not k.startswith("_")},
@@ -229,7 +232,7 @@ def format_table(res: dict) -> str:
     s = res["settings"]
     lines = [f"ros2_iterprime bench | {s['vlm']} + {s['sam']} | {s['device']} ({s['device_name']}) {s['dtype']} | "
              f"{s['image'][0]}x{s['image'][1]} T={s['iterations']} {s['proposals']} | {s['threads']} threads | "
-             f"{s['reps']} reps",
+             f"{s['reps']} reps | IGRS stop rule {'on' if s['early_stop'] else 'off (exactly T rounds)'}",
              f"{'':58s} {'median':>10s} {'min':>10s} {'max':>10s}"]
     for k, v in res["timings"].items():
         lines.append(f"{k:58s} {v['median_ms']:9.1f}ms {v['min_ms']:9.1f}ms {v['max_ms']:9.1f}ms")
@@ -257,6 +260,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--early-stop", action="store_true",
+                   help="apply IGRS's stop rule (default off: time exactly --iters rounds in both structures)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path")
     p.set_defaults(func=cmd_bench)
     return p
@@ -265,7 +270,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
 def cmd_bench(args) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     res = run_bench(args.model, args.random_weights, args.device, args.dtype, args.iters, args.proposals,
-                    w, h, args.reps, args.warmup, args.threads)
+                    w, h, args.reps, args.warmup, args.threads, args.early_stop)
     print(format_table(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ class SegmenterConfig:
         gradcam_layer: BLIP text-encoder layer for Grad-CAM; None = min(7, layers - 1) (LAVIS BLIP ITM).
         pwem_mode: 0 full PWEM, 1 all tokens, 2 kept tokens + [CLS], 3 = 2 + global, 4 = 2 + local.
         iterations: IGRS rounds T (>= 1). alpha: blend weight of each new round.
+        early_stop: stop IGRS when the ITM match probability drops (paper); False runs all T rounds.
         erase_threshold, sigmoid_gain, sigmoid_center: IGRS erase rule s(g) >= threshold.
         proposals: 'cam_points' (SAM prompted at the top Grad-CAM peaks) or 'automatic' (point grid).
         num_points: peaks used as prompts in 'cam_points'. multimask: 3 masks per prompt.
@@ -57,6 +58,7 @@ class SegmenterConfig:
     gradcam_layer: int | None = None
     pwem_mode: int = 0
     iterations: int = 3
+    early_stop: bool = True
     alpha: float = 0.2
     erase_threshold: float = 0.5
     sigmoid_gain: float = 20.0
@@ -103,7 +105,7 @@ class _ImageState:
     rgb: np.ndarray  # (H, W, 3) uint8
     blip_embeds: torch.Tensor  # (1, 1 + P, D)
     sam: SamImage
-    automatic: object | None = None  # cached 'automatic' proposals (expression-independent)
+    automatic: dict = dataclasses.field(default_factory=dict)  # 'automatic' proposals per setting
 
 
 class ReferringSegmenter:
@@ -209,9 +211,9 @@ class ReferringSegmenter:
             fused = fuse(out.attn, out.grad, pieces.kept, pieces.primary, pieces.context_words, cfg.pwem_mode)
             return RoundOutput(normalise(to_patch_grid(fused)), out.match_prob)
 
-        grid = int(round(state.blip_embeds.shape[1] - 1) ** 0.5)
+        grid = int(round((state.blip_embeds.shape[1] - 1) ** 0.5))
         ref = refine(run_round, grid, cfg.iterations, cfg.alpha, cfg.erase_threshold, cfg.sigmoid_gain,
-                     cfg.sigmoid_center)
+                     cfg.sigmoid_center, cfg.early_stop)
         t2 = time.perf_counter()
         timings["gradcam"] = t2 - t1
 
@@ -222,11 +224,12 @@ class ReferringSegmenter:
         if cfg.proposals == "cam_points":
             props = self.sam.from_peaks(state.sam, peaks, cfg.multimask)
         else:
-            if state.automatic is None:  # expression-independent: computed once per image
-                state.automatic = self.sam.automatic(
+            key = (cfg.points_per_side, cfg.pred_iou_thresh, cfg.stability_thresh, cfg.nms_iou, cfg.max_masks)
+            if key not in state.automatic:  # expression-independent: computed once per image and setting
+                state.automatic[key] = self.sam.automatic(
                     state.sam, cfg.points_per_side, pred_iou_thresh=cfg.pred_iou_thresh,
                     stability_thresh=cfg.stability_thresh, nms_iou=cfg.nms_iou, max_masks=cfg.max_masks)
-            props = state.automatic
+            props = state.automatic[key]
         t3 = time.perf_counter()
         timings["proposals"] = t3 - t2
         sel = select(props.masks, heat_sel, peaks[0], cfg.max_components)

@@ -63,6 +63,7 @@ def refine(
     threshold: float = 0.5,
     gain: float = 20.0,
     center: float = 0.5,
+    early_stop: bool = True,
 ) -> RefinementResult:
     """Run IGRS.
 
@@ -71,6 +72,8 @@ def refine(
             round's normalised map and ITM match probability.
         grid: p, the side of the patch grid.
         iterations: T >= 1, maximum number of rounds.
+        early_stop: apply the stop rule (default, the paper); False runs and blends all T rounds
+            (an ablation, and how the benchmark times a fixed T).
     """
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
@@ -83,7 +86,7 @@ def refine(
     for t in range(iterations):
         out = run_round(~erased.flatten())
         probs.append(float(out.match_prob))
-        if t > 0 and probs[-1] < probs[-2]:
+        if early_stop and t > 0 and probs[-1] < probs[-2]:
             break  # the match dropped: stop, and do not use this round's map
         g = out.heatmap.float().cpu()
         blended = g if blended is None else (1.0 - alpha) * blended + alpha * g

@@ -176,3 +176,19 @@ def test_config_validation():
         SegmenterConfig(proposals="boxes").validate()
     with pytest.raises(TypeError):
         SegmenterConfig().replace(not_a_field=1)
+
+
+def test_automatic_proposals_cached_per_image_and_setting(tiny_segmenter, rgb_image):
+    calls = []
+    seg = tiny_segmenter
+    orig = seg.sam.automatic
+    seg.sam.automatic = lambda *a, **k: calls.append(a[1]) or orig(*a, **k)
+    try:
+        seg.set_image(rgb_image)
+        kw = dict(proposals="automatic", pred_iou_thresh=0.0, stability_thresh=0.0)
+        seg.segment("red cup", points_per_side=4, **kw)
+        seg.segment("blue bar", points_per_side=4, **kw)  # same image and setting: reused
+        seg.segment("blue bar", points_per_side=6, **kw)  # another setting: computed
+        assert calls == [4, 6]
+    finally:
+        seg.sam.automatic = orig

@@ -52,6 +52,13 @@ def test_stop_when_match_probability_drops_discards_that_round():
     assert torch.equal(r.heatmap, M1)
 
 
+def test_without_stop_rule_all_rounds_are_blended():
+    s = Script([M1, M2, M3], [0.7, 0.6, 0.9])
+    r = refine(s, grid=2, iterations=3, alpha=0.2, early_stop=False)
+    assert r.rounds == 3 and len(s.keeps) == 3
+    assert torch.allclose(r.heatmap, 0.8 * (0.8 * M1 + 0.2 * M2) + 0.2 * M3)
+
+
 def test_equal_probability_continues_and_t1_runs_once():
     s = Script([M1, M2, M3], [0.5, 0.5, 0.4])
     assert refine(s, grid=2, iterations=3).rounds == 2
