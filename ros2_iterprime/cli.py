@@ -63,20 +63,12 @@ def slug(text: str, n: int = 40) -> str:
     return s[:n].strip("-") or "expr"
 
 
-def mask_to_rle(mask) -> dict:
-    """COCO RLE (pycocotools) of a (H, W) bool mask, JSON-ready."""
-    import numpy as np
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def write_outputs(out_dir: Path, stem: str, rgb, result) -> list[Path]:
     """Write <stem>_mask.png (0/255), <stem>_overlay.png and <stem>.json; return the paths."""
     import numpy as np
     from PIL import Image
 
+    from .results import mask_to_rle
     from .visualize import render_overlay
 
     out_dir.mkdir(parents=True, exist_ok=True)

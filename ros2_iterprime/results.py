@@ -66,6 +66,14 @@ class SegmentationResult:
         }
 
 
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO RLE (pycocotools) of a (H, W) bool mask, JSON-ready (counts as an ASCII string)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
 def mask_bbox_centroid(mask: np.ndarray) -> tuple[tuple[int, int, int, int] | None, tuple[float, float] | None]:
     """Box (x0, y0, x1, y1; exclusive ends) and centroid (u, v) of a (H, W) bool mask, or Nones."""
     ys, xs = np.nonzero(mask)

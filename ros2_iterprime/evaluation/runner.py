@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError, IterPrimeError
+from ..results import mask_to_rle
 from .datasets import CorruptDatasetError, DatasetNotFoundError, Sample, group_by_image
 from .metrics import PREC_THRESHOLDS, MetricAccumulator, intersection_union, iou_from_counts, prec_key
 
@@ -345,13 +346,6 @@ def markdown_table(summary: dict) -> str:
 # ------------------------------------------------------------------------------------------- loop
 
 
-def _rle(mask: np.ndarray) -> dict:
-    from pycocotools import mask as mask_utils
-
-    enc = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in enc["size"]], "counts": enc["counts"].decode("ascii")}
-
-
 def run_evaluation(samples: Sequence[Sample], segmenter: Any, out_dir: str | Path,
                    configs: Sequence[EvalConfig], *, settings: dict | None = None,
                    models: dict | None = None, command: str = "", progress: bool = True,
@@ -496,5 +490,5 @@ def _evaluate_one(segmenter: Any, s: Sample, c: EvalConfig, gt: np.ndarray,
     if error:
         rec["error"] = error
     if save_masks and pred is not None:
-        rec["pred_rle"] = _rle(pred)
+        rec["pred_rle"] = mask_to_rle(pred)
     return rec
