@@ -1,4 +1,4 @@
-"""Launch the ros2_iterprime node (and optionally RViz).
+"""Launch the ros2_iterprime node (and RViz where it is installed).
 
     ros2 launch ros2_iterprime segment.launch.py
     ros2 launch ros2_iterprime segment.launch.py model:=tiny-random image:=/camera/color/image_raw \
@@ -6,83 +6,100 @@
     ros2 topic pub -1 /referring_expression std_msgs/String "{data: 'the red cup behind the laptop'}"
 
 Topic arguments are remappings of the node's relative names (image, depth, camera_info,
-referring_expression), so the node can be pointed at any camera driver (RealSense, ZED, Isaac ROS)
-without code changes, as yolo_ros does. Launch arguments override the same keys of `params_file`.
+referring_expression), so the node can be pointed at any camera driver without code changes. With
+``namespace:=robot1`` every relative name moves too: the expression topic becomes
+``/robot1/referring_expression`` and the outputs ``/robot1/iterprime/...``.
+
+Parameters: ``params_file`` holds them all; the ``model``, ``device`` and ``mode`` arguments override
+the file ONLY when given on the command line (their default '' means "not set").
+
+Failure is visible: when the node exits with an error (e.g. the model's weights are missing), the
+launch shuts down and ``ros2 launch`` exits non-zero. ``respawn:=true`` instead restarts a node that
+died (after ``respawn_delay`` seconds), for unattended robots. ``use_rviz:=true`` on a machine without
+RViz (ros-base, headless robots) logs a warning and skips it; RViz alone: ``rviz.launch.py``.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction, \
+    SetEnvironmentVariable, Shutdown
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from ros2_iterprime.ros.launch_support import fastdds_environment, node_parameters, rviz_available
 
-def _fastdds_profile(context, *args, **kwargs):
-    """fastdds_profile:=localhost uses the shipped loopback profile (config/fastdds_localhost.xml)."""
-    value = LaunchConfiguration("fastdds_profile").perform(context).strip()
-    if not value:
-        return []
-    if value == "localhost":
-        value = os.path.join(get_package_share_directory("ros2_iterprime"), "config", "fastdds_localhost.xml")
-    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", value),
-            SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", value)]  # Humble / Iron name
+TOPICS = ("image", "depth", "camera_info", "referring_expression")
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _setup(context, *args, **kwargs):
+    share = get_package_share_directory("ros2_iterprime")
+    get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    actions = [SetEnvironmentVariable(k, v)
+               for k, v in fastdds_environment(get("fastdds_profile"), share).items()]
+    respawn = _truthy(get("respawn"))
+    node = Node(
+        package="ros2_iterprime",
+        executable="iterprime_node",
+        name=get("node_name"),
+        namespace=get("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=node_parameters(get("params_file"), {k: get(k) for k in ("model", "device", "mode")}),
+        remappings=[(t, get(t)) for t in TOPICS],
+        respawn=respawn,
+        respawn_delay=float(get("respawn_delay")),
+        # a node that exits (start-up failure, crash) ends the launch with an error, unless respawned
+        on_exit=None if respawn else Shutdown(reason="iterprime_node exited"),
+    )
+    actions.append(node)
+    if _truthy(get("use_rviz")):
+        if rviz_available(package_share=get_package_share_directory):
+            actions.append(IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(os.path.join(share, "launch", "rviz.launch.py")),
+                launch_arguments={"rviz_config": get("rviz_config")}.items()))
+        else:
+            actions.append(LogInfo(msg="[WARN] use_rviz:=true but RViz (rviz2) is not installed on this machine: "
+                                       "skipping it (run rviz.launch.py on a machine with RViz)"))
+    return actions
 
 
 def generate_launch_description():
     share = get_package_share_directory("ros2_iterprime")
     args = [
-        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="Namespace of the node (moves the relative topics too)"),
         DeclareLaunchArgument("node_name", default_value="iterprime", description="Name of the node"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "params.yaml"),
                               description="YAML parameter file (all parameters: config/params.yaml)"),
-        DeclareLaunchArgument("model", default_value="default",
-                              description="Model profile: default | large | tiny-random"),
-        DeclareLaunchArgument("device", default_value="auto", description="torch device: auto | cpu | cuda[:N]"),
-        DeclareLaunchArgument("mode", default_value="on_command", description="on_command | continuous"),
+        DeclareLaunchArgument("model", default_value="", choices=["", "default", "large", "tiny-random"],
+                              description="Model profile; '' = as in params_file"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="torch device: auto | cpu | cuda[:N]; '' = as in params_file"),
+        DeclareLaunchArgument("mode", default_value="", choices=["", "on_command", "continuous"],
+                              description="Processing mode; '' = as in params_file"),
         DeclareLaunchArgument("image", default_value="image", description="Colour image topic (sensor_msgs/Image)"),
         DeclareLaunchArgument("depth", default_value="depth",
                               description="Depth image registered to the colour image (16UC1 mm / 32FC1 m)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="CameraInfo of the colour/depth image"),
         DeclareLaunchArgument("referring_expression", default_value="referring_expression",
-                              description="Expression topic (std_msgs/String)"),
+                              description="Expression topic (std_msgs/String), relative to namespace"),
         DeclareLaunchArgument("fastdds_profile", default_value="",
                               description="'' (leave DDS alone), 'localhost' (shipped loopback profile: large "
-                                          "best-effort images between processes on one host) or a path"),
-        DeclareLaunchArgument("use_rviz", default_value="false", description="Start RViz with rviz/iterprime.rviz"),
+                                          "best-effort images between processes on one host; the camera driver "
+                                          "needs it too) or a path"),
+        DeclareLaunchArgument("respawn", default_value="false", choices=["true", "false"],
+                              description="Restart the node when it dies (instead of ending the launch)"),
+        DeclareLaunchArgument("respawn_delay", default_value="2.0", description="Seconds before a respawn"),
+        DeclareLaunchArgument("use_rviz", default_value="false", choices=["true", "false"],
+                              description="Start RViz with rviz_config (skipped with a warning if not installed)"),
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "rviz", "iterprime.rviz"),
                               description="RViz configuration"),
     ]
-    node = Node(
-        package="ros2_iterprime",
-        executable="iterprime_node",
-        name=LaunchConfiguration("node_name"),
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "model": LaunchConfiguration("model"),
-                "device": LaunchConfiguration("device"),
-                "mode": LaunchConfiguration("mode"),
-            },
-        ],
-        remappings=[
-            ("image", LaunchConfiguration("image")),
-            ("depth", LaunchConfiguration("depth")),
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("referring_expression", LaunchConfiguration("referring_expression")),
-        ],
-    )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="iterprime_rviz",
-        arguments=["-d", LaunchConfiguration("rviz_config")],
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
-        output="log",
-    )
-    return LaunchDescription(args + [OpaqueFunction(function=_fastdds_profile), node, rviz])
+    return LaunchDescription(args + [OpaqueFunction(function=_setup)])

@@ -12,9 +12,11 @@ class SegmentationResult:
 
     Attributes:
         expression: the referring expression as given (before truncation).
-        mask: (H, W) bool, original image resolution. All False when ``found`` is False.
+        mask: (H, W) bool, original image resolution. When ``found`` is False this is the fallback
+            (the best remaining guess, see ``selection``): callers that act on the mask (a grasp
+            planner) must check ``found`` first; the ROS node publishes an empty mask then.
         score: selection score, mean over the mask of (1 + G) with G the final heatmap in [0, 1],
-            so in [1, 2] for a selected proposal; 0.0 when no proposal survived (see ``found``).
+            so in [1, 2] for a selected proposal and below 1 for a fallback (see ``found``).
         bbox: (x0, y0, x1, y1) pixel box of the mask, inclusive-exclusive; None for an empty mask.
         centroid: (u, v) pixel centroid of the mask (column, row); None for an empty mask.
         heatmap: (H, W) float32 in [0, 1], the final (refined) Grad-CAM at image resolution.
@@ -41,6 +43,19 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def confidence(self) -> float:
+        """ITM match probability of the last IGRS round whose map was used, in [0, 1] (0.0 if none).
+
+        How well BLIP judges that the expression matches the image; it is NOT calibrated as a probability
+        that the mask is correct, and says nothing about which object was segmented. Use it to reject
+        expressions that match nothing in view (e.g. with the node's ``min_confidence``).
+        """
+        if self.rounds < 1 or len(self.match_probs) < self.rounds:
+            return 0.0
+        p = float(self.match_probs[self.rounds - 1])
+        return p if 0.0 <= p <= 1.0 else 0.0
+
+    @property
     def height(self) -> int:
         return int(self.mask.shape[0])
 
@@ -60,6 +75,7 @@ class SegmentationResult:
             "kept_tokens": list(self.kept_tokens),
             "rounds": int(self.rounds),
             "match_probs": [float(p) for p in self.match_probs],
+            "confidence": self.confidence,
             "mask_area": int(self.mask.sum()),
             "image_size": [self.width, self.height],
             "timings": {k: float(v) for k, v in self.timings.items()},

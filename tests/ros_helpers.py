@@ -73,20 +73,20 @@ class NodeProcess:
     """`iterprime_node --ros-args --params-file config/params.yaml -p model:=tiny-random -p ...`."""
 
     def __init__(self, domain_id: int, params: dict | None = None, remaps: dict | None = None,
-                 name: str = "iterprime"):
+                 name: str = "iterprime", model: str = "tiny-random", env: dict | None = None):
         self.domain_id = domain_id
         self.name = name
         self.tmp = tempfile.mkdtemp(prefix="iterprime_node_")
         self.log_path = Path(self.tmp) / "node.log"
-        args = ["--ros-args", "--params-file", str(PARAMS_FILE), "-p", "model:=tiny-random"]
+        args = ["--ros-args", "--params-file", str(PARAMS_FILE), "-p", f"model:={model}"]
         for k, v in (params or {}).items():
             args += ["-p", f"{k}:={v}"]
         for k, v in (remaps or {}).items():
             args += ["-r", f"{k}:={v}"]
         self.cmd = node_command() + args
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=node_env(domain_id, self.tmp), cwd=str(ROOT))
+        penv = {**node_env(domain_id, self.tmp), **(env or {})}  # env: extra variables (e.g. HF_HOME)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=penv, cwd=str(ROOT))
 
     def log(self) -> str:
         if not self._log.closed:
@@ -222,7 +222,7 @@ def make_image_msg(width: int, height: int, stamp_ns: int, frame_id: str = "came
     """A synthetic scene (gradient background + a bright square) as a sensor_msgs/Image."""
     from std_msgs.msg import Header
 
-    from ros2_iterprime.ros_image import numpy_to_msg
+    from ros2_iterprime.ros.image import numpy_to_msg
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from ros2_iterprime.ros_image import msg_to_numpy, numpy_to_msg  # noqa: E402
+from ros2_iterprime.ros.image import msg_to_numpy, numpy_to_msg  # noqa: E402
 
 try:
     from ros2_iterprime_msgs.msg import SegmentationResult as ResultMsg

@@ -24,9 +24,10 @@ def test_python_package_xml():
     assert root.get("format") == "3" and root.findtext("name") == "ros2_iterprime"
     assert root.find("export/build_type").text == "ament_python"
     deps = {e.text for e in root.iter() if e.tag.endswith("depend")}
-    for dep in ["rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "visualization_msgs",
-                "ros2_iterprime_msgs", "launch_ros", "python3-numpy"]:
+    for dep in ["rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "visualization_msgs", "diagnostic_msgs",
+                "lifecycle_msgs", "ros2_iterprime_msgs", "launch_ros", "ament_index_python", "python3-numpy"]:
         assert dep in deps, dep
+    assert "rviz2" not in deps, "headless robots must not pull in RViz"
 
 
 def test_interface_package():
@@ -40,27 +41,33 @@ def test_interface_package():
     assert '"srv/Segment.srv"' in cmake
     msg = (pkg / "msg" / "SegmentationResult.msg").read_text()
     fields = {line.split()[1] for line in msg.splitlines() if line.strip() and not line.startswith("#")}
-    assert {"header", "expression", "primary_word", "mask", "score", "bbox", "centroid_px", "centroid_3d",
-            "depth_used", "rounds", "latency"} <= fields
+    assert {"header", "expression", "primary_word", "status", "message", "found", "confidence", "mask",
+            "fallback_mask", "score", "bbox", "centroid_px", "centroid_3d", "depth_used", "rounds",
+            "latency"} <= fields
+    # the status constants are the ones the node publishes
+    from ros2_iterprime.ros import outputs
+
+    consts = {line.split()[1].split("=")[1] for line in msg.splitlines() if line.startswith("string STATUS_")}
+    assert consts == set(outputs.STATUSES)
     req, resp = (ROOT / "ros2_iterprime_msgs" / "srv" / "Segment.srv").read_text().split("---")
     assert "sensor_msgs/Image image" in req and "string expression" in req
     assert "SegmentationResult result" in resp
 
 
 def test_params_yaml_matches_the_declared_parameters():
-    node = pytest.importorskip("ros2_iterprime.node")
+    from ros2_iterprime.ros.parameters import PARAMETERS, check_value, cross_check
+
     params = yaml.safe_load((ROOT / "config" / "params.yaml").read_text())["/**"]["ros__parameters"]
-    assert set(params) == set(node.PARAMETERS)
+    assert set(params) == set(PARAMETERS)
     for name, value in params.items():
-        default, desc = node.PARAMETERS[name]
-        assert type(value) is type(default) or (isinstance(default, float) and isinstance(value, (int, float))), name
-        assert desc.description, name
-        if desc.integer_range:
-            r = desc.integer_range[0]
-            assert r.from_value <= value <= r.to_value, name
-        if desc.floating_point_range:
-            r = desc.floating_point_range[0]
-            assert r.from_value <= value <= r.to_value, name
+        spec = PARAMETERS[name]
+        assert check_value(name, value) is None, name
+        assert value == spec.default, f"params.yaml and the declared default of {name} differ"
+        desc = spec.descriptor(name)
+        assert desc.description and desc.name == name, name
+        if spec.choices:
+            assert all(c in desc.additional_constraints for c in spec.choices)
+    assert cross_check(params) is None
 
 
 def _launch_args(tree):
@@ -76,11 +83,28 @@ def test_launch_file_declares_remappable_topics_and_options():
     tree = ast.parse(src)
     args = _launch_args(tree)
     for a in ["image", "depth", "camera_info", "referring_expression", "model", "params_file", "namespace",
-              "use_rviz", "rviz_config", "fastdds_profile", "mode", "device"]:
+              "use_rviz", "rviz_config", "fastdds_profile", "mode", "device", "respawn", "respawn_delay"]:
         assert a in args, a
     assert 'executable="iterprime_node"' in src and 'package="ros2_iterprime"' in src
-    for topic in ["image", "depth", "camera_info", "referring_expression"]:
-        assert f'("{topic}", LaunchConfiguration("{topic}"))' in src
+    assert 'TOPICS = ("image", "depth", "camera_info", "referring_expression")' in src
+    assert "remappings=[(t, get(t)) for t in TOPICS]" in src
+    # parameters come from the tested launch_support rule; launch defaults never override the file
+    assert "parameters=node_parameters(" in src
+    defaults = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument":
+            kw = {k.arg: k.value for k in node.keywords}
+            defaults[node.args[0].value] = kw["default_value"].value if isinstance(kw["default_value"],
+                                                                                   ast.Constant) else None
+            if node.args[0].value in ("model", "mode", "use_rviz", "respawn"):
+                assert "choices" in kw, node.args[0].value
+    assert defaults["model"] == defaults["mode"] == defaults["device"] == ""
+    # failure visible: a node that exits shuts the launch down (unless respawned); RViz optional
+    assert 'on_exit=None if respawn else Shutdown(' in src
+    assert "rviz_available(" in src and "rviz.launch.py" in src
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in src, "the env var name is chosen per distro in launch_support"
+    rviz_src = (ROOT / "launch" / "rviz.launch.py").read_text()
+    assert 'package="rviz2"' in rviz_src
     try:
         import launch_ros  # noqa: F401
     except ImportError:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ros2_iterprime.ros_image import (
+from ros2_iterprime.ros.image import (
     ENCODINGS,
     ImageConversionError,
     depth_to_metres,
@@ -151,7 +151,7 @@ def test_depth_to_metres():
 
 def test_real_sensor_msgs_image_round_trip():
     pytest.importorskip("sensor_msgs.msg")
-    from ros2_iterprime.ros_image import numpy_to_msg
+    from ros2_iterprime.ros.image import numpy_to_msg
     from std_msgs.msg import Header
 
     a = np.random.default_rng(3).integers(0, 65535, (48, 64), endpoint=True).astype(np.uint16)

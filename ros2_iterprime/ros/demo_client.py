@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header, String
 
-    from .ros_image import msg_to_numpy, numpy_to_msg
+    from .image import msg_to_numpy, numpy_to_msg
 
     rclpy.init()
     node = rclpy.create_node("iterprime_demo_client")

@@ -202,11 +202,13 @@ def numpy_to_msg(array_: np.ndarray, encoding: str, header: Any = None, msg_cls:
     return msg
 
 
-def depth_to_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.001) -> np.ndarray:
-    """Decoded depth image -> float32 metres with NaN where invalid (0, NaN, inf, negative).
+def depth_to_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.001,
+                    min_depth: float = 0.0, max_depth: float = float("inf")) -> np.ndarray:
+    """Decoded depth image -> float32 metres with NaN where invalid.
 
     REP 118: 16UC1 is millimetres (``depth_scale`` = metres per unit, default 0.001) and 32FC1 is
-    metres (``depth_scale`` ignored).
+    metres (``depth_scale`` ignored). Invalid: 0, NaN, inf, negative, and anything outside
+    [``min_depth``, ``max_depth``] (implausible readings such as 1e38 m never reach the geometry).
     """
     if encoding in ("16UC1", "mono16"):
         d = depth.astype(np.float32) * np.float32(depth_scale)
@@ -216,6 +218,7 @@ def depth_to_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.001
         raise ImageConversionError(f"unsupported depth encoding {encoding!r} (16UC1 mm or 32FC1 m)")
     if d.ndim != 2:
         raise ImageConversionError(f"depth must be single-channel, got shape {d.shape}")
-    d[~np.isfinite(d) | (d <= 0)] = np.nan
+    with np.errstate(invalid="ignore"):
+        d[~np.isfinite(d) | (d <= 0) | (d < min_depth) | (d > max_depth)] = np.nan
     return d
 

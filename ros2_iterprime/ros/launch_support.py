@@ -1,0 +1,74 @@
+"""Pure functions behind launch/segment.launch.py (no `launch` import, so they are testable anywhere).
+
+`launch` and `launch_ros` are not on PyPI; the launch file stays a thin shell over these functions, and
+tests/test_launch_support.py checks the rules on every machine.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+
+__all__ = ["LAUNCH_PARAMETER_ARGS", "fastdds_environment", "node_parameters", "rviz_available"]
+
+#: Launch arguments that set node parameters. Their launch default is '' (= "not set"): only values the
+#: user gave on the command line reach the node, so a params file's values are never overridden by a
+#: launch default.
+LAUNCH_PARAMETER_ARGS = ("model", "device", "mode")
+
+
+def node_parameters(params_file: str, launch_values: Mapping[str, str]) -> list:
+    """The node's ``parameters=[...]``: the params file, then only the launch arguments the user set.
+
+    Args:
+        params_file: path of the YAML parameter file ('' = none).
+        launch_values: launch argument name -> performed value ('' when not given).
+    Returns:
+        e.g. ``["/share/config/params.yaml", {"model": "tiny-random"}]``; the dict is left out when empty.
+    """
+    out: list = []
+    if params_file.strip():
+        out.append(params_file.strip())
+    overrides = {k: v.strip() for k, v in launch_values.items()
+                 if k in LAUNCH_PARAMETER_ARGS and isinstance(v, str) and v.strip()}
+    if overrides:
+        out.append(overrides)
+    return out
+
+
+def fastdds_environment(profile: str, share_dir: str, distro: str | None = None) -> dict[str, str]:
+    """Environment variables selecting a Fast DDS XML profile, named for the running distribution.
+
+    Fast DDS 3 (Kilted and later) reads ``FASTDDS_DEFAULT_PROFILES_FILE`` and prints a deprecation
+    warning when ``FASTRTPS_DEFAULT_PROFILES_FILE`` is set too; Fast DDS 2 (Humble, Iron, Jazzy) reads
+    only ``FASTRTPS_DEFAULT_PROFILES_FILE``. So exactly one of them is set.
+
+    Args:
+        profile: '' (leave DDS alone), 'localhost' (the shipped loopback profile) or a path.
+        share_dir: the package's share directory (holds config/fastdds_localhost.xml).
+        distro: ROS_DISTRO (default: the environment's).
+    """
+    value = profile.strip()
+    if not value:
+        return {}
+    if value == "localhost":
+        value = os.path.join(share_dir, "config", "fastdds_localhost.xml")
+    distro = (distro if distro is not None else os.environ.get("ROS_DISTRO", "")).strip().lower()
+    fast_dds_2 = distro in ("foxy", "galactic", "humble", "iron", "jazzy")
+    return {("FASTRTPS_DEFAULT_PROFILES_FILE" if fast_dds_2 else "FASTDDS_DEFAULT_PROFILES_FILE"): value}
+
+
+def rviz_available(which: Callable[[str], str | None] = shutil.which,
+                   package_share: Callable[[str], str] | None = None) -> bool:
+    """True when RViz can be started: the ``rviz2`` package is installed (ament index) or on PATH.
+
+    Headless robots (ros-base) have no RViz; the launch file then skips it with a warning instead of
+    failing the whole launch.
+    """
+    if package_share is not None:
+        try:
+            package_share("rviz2")
+            return True
+        except Exception:  # PackageNotFoundError (ament_index_python) or a broken index
+            pass
+    return which("rviz2") is not None

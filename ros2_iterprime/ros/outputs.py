@@ -1,0 +1,249 @@
+"""Output side of the node: one :class:`Outcome` per answered job, and the messages built from it.
+
+Imports the standard message packages (and the optional ``ros2_iterprime_msgs``) but not rclpy itself.
+
+Not-found semantics (a grasp planner must never act on a guess): unless ``outcome.found``, ``~/mask`` is
+all zeros, ``~/markers`` is a DELETEALL, no ``~/centroid`` is published, and the result carries
+``found=false`` with the fallback guess in ``fallback_mask``. No published number is ever non-finite
+(:func:`finite_or_none` guards the 3-D values once more, whatever the geometry code returned).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Point, PointStamped
+from sensor_msgs.msg import Image, RegionOfInterest
+from std_msgs.msg import ColorRGBA, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..geometry import MaskPoint3D
+from ..results import SegmentationResult
+from .image import numpy_to_msg
+
+try:  # custom interfaces: optional (the node also works with standard messages alone)
+    from ros2_iterprime_msgs.msg import SegmentationResult as SegmentationResultMsg
+    from ros2_iterprime_msgs.srv import Segment as SegmentSrv
+except ImportError:  # pragma: no cover - depends on the install
+    SegmentationResultMsg = None
+    SegmentSrv = None
+
+MARKER_NS = "iterprime"
+
+# Result statuses (ros2_iterprime_msgs/SegmentationResult STATUS_* constants).
+OK = "ok"
+NOT_FOUND = "not_found"
+LOW_CONFIDENCE = "low_confidence"
+NO_FRAME = "no_frame"
+FRAME_TOO_OLD = "frame_too_old"
+INVALID_IMAGE = "invalid_image"
+INVALID_EXPRESSION = "invalid_expression"
+MODEL_ERROR = "model_error"
+OUT_OF_MEMORY = "out_of_memory"
+STATUSES = (OK, NOT_FOUND, LOW_CONFIDENCE, NO_FRAME, FRAME_TOO_OLD, INVALID_IMAGE, INVALID_EXPRESSION,
+            MODEL_ERROR, OUT_OF_MEMORY)
+
+
+@dataclass
+class Outcome:
+    """Everything published for one answered job.
+
+    Attributes:
+        header: std_msgs/Header of the source image (an empty header with the node's time when no frame).
+        expression: the expression answered.
+        status: one of :data:`STATUSES`; ``found`` is ``status == OK``.
+        message: detail for a non-ok status.
+        result: the library's result (None when no model ran).
+        point: 3-D centroid in the image's optical frame (None without valid depth or when not found).
+        processing_time: seconds in the model; latency: seconds from the image stamp to publication.
+        dropped_frames: cumulative frames dropped because the model was busy.
+        size: (width, height) of the source image ((0, 0) when no frame).
+    """
+
+    header: Any
+    expression: str
+    status: str
+    message: str = ""
+    result: SegmentationResult | None = None
+    point: MaskPoint3D | None = None
+    processing_time: float = 0.0
+    latency: float = 0.0
+    dropped_frames: int = 0
+    size: tuple[int, int] = (0, 0)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return self.status == OK and self.result is not None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.result.confidence) if self.result is not None else 0.0
+
+
+def finite_or_none(point: MaskPoint3D | None) -> MaskPoint3D | None:
+    """The point when all its coordinates are finite, else None (last line of defence)."""
+    if point is None:
+        return None
+    return point if all(math.isfinite(v) for v in point.as_tuple()) else None
+
+
+def _finite(x: float, default: float = 0.0) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else default
+
+
+def _mono8(mask: np.ndarray, header) -> Image:
+    return numpy_to_msg(mask.astype(np.uint8) * 255, "mono8", header=header)
+
+
+def mask_msg(outcome: Outcome) -> Image:
+    """mono8 0/255 of the image's size and header: the object's mask when found, all zeros otherwise."""
+    w, h = outcome.size
+    if outcome.found:
+        return _mono8(outcome.result.mask, outcome.header)
+    return _mono8(np.zeros((h, w), bool), outcome.header)
+
+
+def fallback_mask_msg(outcome: Outcome) -> Image:
+    """The fallback guess (not_found / low_confidence) as mono8, or an empty 0x0 image."""
+    r = outcome.result
+    if r is None or outcome.found or outcome.status not in (NOT_FOUND, LOW_CONFIDENCE) or r.mask.size == 0:
+        img = Image()
+        img.header = outcome.header
+        img.encoding = "mono8"
+        return img
+    return _mono8(r.mask, outcome.header)
+
+
+def centroid_msg(point: MaskPoint3D, header) -> PointStamped:
+    msg = PointStamped()
+    msg.header = header
+    msg.point = Point(x=float(point.x), y=float(point.y), z=float(point.z))
+    return msg
+
+
+def markers_msg(outcome: Outcome, diameter: float = 0.05) -> MarkerArray:
+    """Sphere + text at the 3-D centroid; a single DELETEALL when there is no found 3-D target."""
+    arr = MarkerArray()
+    point = finite_or_none(outcome.point)
+    if point is None or not outcome.found:
+        clear = Marker()
+        clear.header = outcome.header
+        clear.ns = MARKER_NS
+        clear.action = Marker.DELETEALL
+        arr.markers.append(clear)
+        return arr
+    sphere = Marker()
+    sphere.header = outcome.header
+    sphere.ns = MARKER_NS
+    sphere.id = 0
+    sphere.type = Marker.SPHERE
+    sphere.action = Marker.ADD
+    sphere.pose.position = Point(x=point.x, y=point.y, z=point.z)
+    sphere.pose.orientation.w = 1.0
+    sphere.scale.x = sphere.scale.y = sphere.scale.z = float(diameter)
+    sphere.color = ColorRGBA(r=0.1, g=0.9, b=0.2, a=0.9)
+    text = Marker()
+    text.header = outcome.header
+    text.ns = MARKER_NS
+    text.id = 1
+    text.type = Marker.TEXT_VIEW_FACING
+    text.action = Marker.ADD
+    # optical frame (REP 103): -y is up in the image, so the label floats above the sphere
+    text.pose.position = Point(x=point.x, y=point.y - 1.5 * float(diameter), z=point.z)
+    text.pose.orientation.w = 1.0
+    text.scale.z = max(0.02, 0.6 * float(diameter))
+    text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    text.text = f"{outcome.expression[:60]} ({outcome.confidence:.2f})"
+    arr.markers.extend([sphere, text])
+    return arr
+
+
+def overlay_msg(rgb: np.ndarray, outcome: Outcome) -> Image:
+    """bgr8 overlay (heatmap, mask outline, centroid, expression) of the image's size and header.
+
+    Not found: the heatmap and the expression only (no mask is drawn: there is no target).
+    """
+    from ..visualize import render_overlay
+
+    r = outcome.result
+    if r is not None and not outcome.found:
+        r = _without_mask(r)
+    over = render_overlay(rgb, r) if r is not None else rgb
+    return numpy_to_msg(np.ascontiguousarray(over[:, :, ::-1]), "bgr8", header=outcome.header)
+
+
+def _without_mask(r: SegmentationResult) -> SegmentationResult:
+    import dataclasses
+
+    return dataclasses.replace(r, mask=np.zeros_like(r.mask), bbox=None, centroid=None)
+
+
+def summary_dict(outcome: Outcome) -> dict:
+    """JSON-ready summary (~/result_json); the same facts as ~/result, without images."""
+    r = outcome.result
+    d = r.summary() if r is not None else {"expression": outcome.expression, "image_size": list(outcome.size)}
+    point = finite_or_none(outcome.point) if outcome.found else None
+    if not outcome.found:
+        d.update(bbox=None, centroid=None, mask_area=0)
+    d.update(
+        expression=outcome.expression,
+        status=outcome.status,
+        message=outcome.message,
+        found=outcome.found,
+        confidence=_finite(outcome.confidence),
+        frame_id=outcome.header.frame_id,
+        stamp={"sec": int(outcome.header.stamp.sec), "nanosec": int(outcome.header.stamp.nanosec)},
+        centroid_3d=list(point.as_tuple()) if point is not None else None,
+        depth_used=point is not None,
+        depth_points=point.n_points if point is not None else 0,
+        processing_time=_finite(outcome.processing_time),
+        latency=_finite(outcome.latency),
+        dropped_frames=int(outcome.dropped_frames),
+    )
+    d.update(outcome.extra)
+    return d
+
+
+def json_msg(outcome: Outcome) -> String:
+    return String(data=json.dumps(summary_dict(outcome), allow_nan=False))
+
+
+def result_msg(outcome: Outcome, mask: Image | None = None):
+    """ros2_iterprime_msgs/SegmentationResult (requires the interface package)."""
+    if SegmentationResultMsg is None:
+        raise RuntimeError("ros2_iterprime_msgs is not installed")
+    r = outcome.result
+    msg = SegmentationResultMsg()
+    msg.header = outcome.header
+    msg.expression = outcome.expression
+    msg.status = outcome.status
+    msg.message = outcome.message
+    msg.found = outcome.found
+    msg.confidence = _finite(outcome.confidence)
+    msg.mask = mask if mask is not None else mask_msg(outcome)
+    msg.fallback_mask = fallback_mask_msg(outcome)
+    if r is not None:
+        msg.primary_word = r.primary_word or ""
+        msg.score = _finite(r.score)
+        msg.rounds = int(max(0, min(255, r.rounds)))
+    if outcome.found:
+        if r.bbox is not None:
+            x0, y0, x1, y1 = r.bbox
+            msg.bbox = RegionOfInterest(x_offset=int(x0), y_offset=int(y0), width=int(x1 - x0),
+                                        height=int(y1 - y0))
+        if r.centroid is not None:
+            msg.centroid_px = Point(x=_finite(r.centroid[0]), y=_finite(r.centroid[1]), z=0.0)
+        point = finite_or_none(outcome.point)
+        if point is not None:
+            msg.centroid_3d = Point(x=point.x, y=point.y, z=point.z)
+            msg.depth_used = True
+            msg.depth_points = int(min(point.n_points, 2**32 - 1))
+    msg.processing_time = _finite(outcome.processing_time)
+    msg.latency = _finite(outcome.latency)
+    msg.dropped_frames = int(min(outcome.dropped_frames, 2**32 - 1))
+    return msg

@@ -1,0 +1,153 @@
+"""The node's parameters: one table of specs (default, description, type, range, choices, read-only).
+
+Every parameter is declared with a descriptor (`ros2 param describe`), and every value is checked by
+the same rule at start-up (`-p` overrides and params files) and at run time (`ros2 param set`): rclpy
+enforces the numeric ranges at run time only for some paths and never checks string choices, so
+:func:`check_value` does it all. Unknown names are refused (rclpy would otherwise accept odd names such
+as '' through the parameter services).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+__all__ = ["PARAMETERS", "ParamSpec", "StartupError", "check_value", "cross_check", "is_builtin"]
+
+MODES = ("on_command", "continuous")
+IMAGE_QOS = ("sensor_data", "reliable", "best_effort")
+PROPOSALS = ("cam_points", "automatic")
+PROFILES = ("default", "large", "tiny-random")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16")
+
+
+class StartupError(ValueError):
+    """A parameter value given at start-up is invalid (the node exits 1 with this message)."""
+
+
+_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its default (which fixes its type), description and constraints."""
+
+    default: Any
+    description: str
+    read_only: bool = False
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def descriptor(self, name: str) -> ParameterDescriptor:
+        d = ParameterDescriptor(name=name, description=self.description, type=_TYPES[self.type],
+                                read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.int_range is not None:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
+        if self.float_range is not None:
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
+                                                         to_value=float(self.float_range[1]), step=0.0)]
+        return d
+
+
+PARAMETERS: dict[str, ParamSpec] = {
+    # --- model (read-only: loaded at configure) ---
+    "model": ParamSpec("default", "Model profile: 'default' (BLIP ITM base + SAM ViT-B), 'large', or 'tiny-random' "
+                       "(random weights, for tests/demos). Fetch real weights first with `ros2_iterprime download`.",
+                       read_only=True, choices=PROFILES),
+    "vlm": ParamSpec("", "Override of the BLIP ITM model id or local directory ('' = from `model`).", read_only=True),
+    "sam": ParamSpec("", "Override of the SAM model id or local directory ('' = from `model`).", read_only=True),
+    "device": ParamSpec("auto", "torch device: 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...",
+                        read_only=True),
+    "dtype": ParamSpec("auto", "torch dtype of the image encoders: 'auto', 'float32', 'float16', 'bfloat16'.",
+                       read_only=True, choices=DTYPES),
+    "local_files_only": ParamSpec(False, "Never contact the model hub at configure (also: HF_HUB_OFFLINE=1).",
+                                  read_only=True),
+    "autostart": ParamSpec(True, "Configure and activate at start-up (a managed node that starts itself). False: "
+                           "wait for lifecycle transitions (e.g. from a lifecycle manager).", read_only=True),
+    # --- IteRPrimE ---
+    "iterations": ParamSpec(3, "IGRS rounds T (IteRPrimE iterative Grad-CAM refinement).", int_range=(1, 10)),
+    "alpha": ParamSpec(0.2, "IGRS blend weight of each new round's Grad-CAM.", float_range=(0.0, 1.0)),
+    "pwem_mode": ParamSpec(0, "Primary word emphasis: 0 full PWEM, 1 all tokens, 2 kept tokens + [CLS], "
+                           "3 = 2 + global, 4 = 2 + local.", int_range=(0, 4)),
+    "proposals": ParamSpec("cam_points", "SAM proposals: 'cam_points' (prompted at Grad-CAM peaks, fast) or "
+                           "'automatic' (point grid + NMS, slow).", choices=PROPOSALS),
+    "points_per_side": ParamSpec(16, "'automatic' proposals: SAM point grid per side (more = slower, finer).",
+                                 int_range=(2, 64)),
+    "min_confidence": ParamSpec(0.0, "Results whose confidence (ITM match probability of the final IGRS round; "
+                                "uncalibrated) is below this are reported as not found (status low_confidence).",
+                                float_range=(0.0, 1.0)),
+    # --- behaviour ---
+    "mode": ParamSpec("on_command", "'on_command': segment the newest frame once per received expression; "
+                      "'continuous': every new frame with the active expression, at most max_rate_hz.",
+                      choices=MODES),
+    "max_rate_hz": ParamSpec(2.0, "Continuous mode: maximum segmentations per second (0 = as fast as the model "
+                             "allows).", float_range=(0.0, 100.0)),
+    "max_frame_age": ParamSpec(2.0, "Oldest frame (s, by its header stamp against this node's clock) an expression "
+                               "is answered on; an expression waits up to this long for a fresh frame, then gets a "
+                               "frame_too_old / no_frame result. 0 = no limit.", float_range=(0.0, 3600.0)),
+    "image_qos": ParamSpec("sensor_data", "QoS of the image/depth/camera_info subscriptions: 'sensor_data' (best "
+                           "effort, keep last 5; REP 2003), 'reliable' or 'best_effort' (depth 1).",
+                           read_only=True, choices=IMAGE_QOS),
+    "use_depth": ParamSpec(True, "Subscribe to depth + camera_info and publish the 3-D centroid.", read_only=True),
+    "depth_scale": ParamSpec(0.001, "Metres per unit of 16UC1 depth images (REP 118: millimetres -> 0.001). 32FC1 "
+                             "is always metres.", float_range=(1e-6, 1.0)),
+    "min_depth": ParamSpec(0.05, "Nearest plausible depth (m); closer readings are invalid.",
+                           float_range=(0.0, 100.0)),
+    "max_depth": ParamSpec(20.0, "Farthest plausible depth (m); farther readings are invalid.",
+                           float_range=(0.01, 1000.0)),
+    "sync_slop": ParamSpec(0.05, "Maximum |stamp difference| in seconds between the colour image and the depth "
+                           "image matched to it.", float_range=(0.0, 1.0)),
+    "min_depth_points": ParamSpec(10, "Fewest mask pixels with a valid depth for a 3-D centroid.",
+                                  int_range=(1, 1_000_000)),
+    "publish_overlay": ParamSpec(True, "Publish ~/overlay (rendered only while someone subscribes)."),
+    "marker_diameter": ParamSpec(0.05, "Diameter in metres of the centroid sphere in ~/markers.",
+                                 float_range=(0.001, 2.0)),
+    "diagnostics_period": ParamSpec(1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
+                                    read_only=True),
+}
+
+#: Parameters rclpy itself declares or reads; always accepted.
+_BUILTIN = ("use_sim_time", "start_type_description_service", "start_parameter_services")
+
+
+def is_builtin(name: str) -> bool:
+    return name in _BUILTIN or name.startswith("qos_overrides.")
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """The reason ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        return None if is_builtin(name) else f"unknown parameter {name!r}"
+    want = spec.type
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not want:
+        return f"{name} must be a {want.__name__}, got {type(value).__name__} {value!r}"
+    if want is float and not math.isfinite(value):
+        return f"{name} must be finite, got {value!r}"
+    if spec.int_range is not None and not spec.int_range[0] <= value <= spec.int_range[1]:
+        return f"{name} must be in [{spec.int_range[0]}, {spec.int_range[1]}], got {value}"
+    if spec.float_range is not None and not spec.float_range[0] <= value <= spec.float_range[1]:
+        return f"{name} must be in [{spec.float_range[0]:g}, {spec.float_range[1]:g}], got {value:g}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    return None
+
+
+def cross_check(values: dict[str, Any]) -> str | None:
+    """Constraints between parameters (the reason, or None)."""
+    lo, hi = values.get("min_depth"), values.get("max_depth")
+    if lo is not None and hi is not None and not lo < hi:
+        return f"min_depth ({lo:g} m) must be below max_depth ({hi:g} m)"
+    return None

@@ -1,0 +1,145 @@
+"""Run the library on one frame and turn every possible ending into an :class:`~.outputs.Outcome`.
+
+The only place the node calls the model. Errors never escape: bad images and expressions become
+``invalid_image`` / ``invalid_expression`` results, model failures ``model_error``, out-of-memory
+``out_of_memory`` (after freeing the accelerator's cache), each with a reason in ``message``.
+The model is shared by the worker thread and the ``~/segment`` service through one lock; the per-image
+encoders are cached by frame sequence number, so a further expression on the same frame reuses them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidInputError, IterPrimeError, NoImageError
+from ..geometry import PinholeIntrinsics, mask_centroid_3d
+from . import outputs as out
+from .inputs import DepthFrame, Frame
+from .log import quote
+
+__all__ = ["Processor", "free_accelerator_memory"]
+
+
+def free_accelerator_memory() -> None:
+    """Return cached accelerator memory to the driver (no-op on CPU)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+class Processor:
+    """Segmentation + 3-D centroid for one frame.
+
+    Args:
+        segmenter: a loaded ``ReferringSegmenter``.
+        setting: callable name -> current parameter value.
+        now_ns: the node's clock (ns) for latencies.
+    """
+
+    def __init__(self, segmenter, setting: Callable[[str], Any], now_ns: Callable[[], int]):
+        self.segmenter = segmenter
+        self.setting = setting
+        self.now_ns = now_ns
+        self.lock = threading.Lock()
+        self._cached_seq: int | None = None
+
+    def forget_image(self) -> None:
+        """Drop the per-image caches (deactivation; frees the image embeddings)."""
+        with self.lock:
+            self._cached_seq = None
+            if self.segmenter is not None:
+                self.segmenter.reset_image()
+
+    def overrides(self) -> dict:
+        s = self.setting
+        return {"iterations": int(s("iterations")), "alpha": float(s("alpha")), "pwem_mode": int(s("pwem_mode")),
+                "proposals": str(s("proposals")), "points_per_side": int(s("points_per_side"))}
+
+    def latency(self, frame: Frame | None, seconds: float) -> float:
+        if frame is None or frame.stamp_ns <= 0:
+            return seconds
+        return (self.now_ns() - frame.stamp_ns) / 1e9
+
+    def failure(self, header, expression: str, status: str, message: str, frame: Frame | None = None,
+                seconds: float = 0.0, dropped: int = 0) -> out.Outcome:
+        size = (int(frame.rgb.shape[1]), int(frame.rgb.shape[0])) if frame is not None else (0, 0)
+        return out.Outcome(header, expression, status, message, None, None, seconds,
+                           self.latency(frame, seconds), dropped, size)
+
+    def run(self, frame: Frame, expression: str, depth: DepthFrame | None = None,
+            intrinsics: PinholeIntrinsics | None = None, dropped: int = 0) -> out.Outcome:
+        """Segment ``expression`` on ``frame`` (frame.seq >= 0 frames share the per-image cache)."""
+        t0 = time.perf_counter()
+        status, message, result = out.MODEL_ERROR, "", None
+        stage = "image"
+        try:
+            with self.lock:
+                if frame.seq < 0 or frame.seq != self._cached_seq:
+                    self._cached_seq = None
+                    self.segmenter.set_image(frame.rgb)
+                    self._cached_seq = frame.seq if frame.seq >= 0 else None
+                stage = "expression"
+                result = self.segmenter.segment(expression, **self.overrides())
+        except (InvalidInputError, NoImageError) as exc:
+            status = out.INVALID_IMAGE if stage == "image" else out.INVALID_EXPRESSION
+            message = str(exc)
+        except IterPrimeError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # model failures, out-of-memory: the node goes on
+            if _is_oom(exc):
+                status = out.OUT_OF_MEMORY
+                message = (f"out of memory on a {frame.rgb.shape[1]}x{frame.rgb.shape[0]} frame "
+                           f"(try a smaller image, dtype:=float16 or device:=cpu): {str(exc)[:200]}")
+                with self.lock:
+                    self._cached_seq = None
+                free_accelerator_memory()
+            else:
+                message = f"{type(exc).__name__}: {str(exc)[:300]}"
+        seconds = time.perf_counter() - t0
+        if result is None:
+            return self.failure(frame.header, expression, status, message, frame, seconds, dropped)
+        if not result.found:
+            status, message = out.NOT_FOUND, "no mask proposal passed the selection filters"
+        elif result.confidence < float(self.setting("min_confidence")):
+            status = out.LOW_CONFIDENCE
+            message = f"confidence {result.confidence:.3f} < min_confidence {float(self.setting('min_confidence')):g}"
+        else:
+            status, message = out.OK, ""
+        point = None
+        point_note = ""
+        if status == out.OK and depth is not None and intrinsics is not None:
+            point, point_note = self.point_3d(result.mask, depth, intrinsics)
+        o = out.Outcome(frame.header, expression, status, message, result, point, seconds,
+                        self.latency(frame, seconds), dropped, (int(frame.rgb.shape[1]), int(frame.rgb.shape[0])))
+        if point_note:
+            o.extra["depth_note"] = point_note
+        return o
+
+    def point_3d(self, mask, depth: DepthFrame, intrinsics: PinholeIntrinsics):
+        """(MaskPoint3D | None, reason when None)."""
+        try:
+            p = mask_centroid_3d(mask, depth.depth_m, intrinsics, int(self.setting("min_depth_points")))
+        except Exception as exc:
+            return None, f"3-D centroid failed: {type(exc).__name__}: {exc}"
+        p = out.finite_or_none(p)
+        if p is None:
+            return None, "too few valid depth pixels under the mask"
+        return p, ""
+
+
+def describe(expression: str) -> str:
+    """An expression quoted for a log line."""
+    return quote(expression, 60)

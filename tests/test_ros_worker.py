@@ -1,0 +1,242 @@
+"""The node's scheduling rules and input ordering, without DDS (ros2_iterprime.ros.worker / inputs)."""
+from __future__ import annotations
+
+import random
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ros2_iterprime.ros.inputs import DepthFrame, DepthSync, ExpressionInbox, Frame
+from ros2_iterprime.ros.worker import FRAME_TOO_OLD, NO_FRAME, Scheduler, Worker
+
+S = 1_000_000_000
+
+
+class Clock:
+    """Both clocks of the scheduler, driven by the test: ROS time (ns) and monotonic (s)."""
+
+    def __init__(self):
+        self.t = 100.0
+
+    def ns(self):
+        return int(self.t * S)
+
+    def mono(self):
+        return self.t
+
+
+def header(stamp_s: float):
+    sec = int(stamp_s)
+    return SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=int(round((stamp_s - sec) * 1e9))), frame_id="cam")
+
+
+def make(mode="on_command", rate=0.0, max_age=2.0):
+    clock = Clock()
+    settings = {"mode": mode, "max_rate_hz": rate, "max_frame_age": max_age}
+    sch = Scheduler(settings.__getitem__, clock.ns, clock.mono)
+    return sch, clock, settings
+
+
+RGB = np.zeros((4, 4, 3), np.uint8)
+
+
+def put(sch, clock, age=0.0):
+    stamp = clock.t - age
+    return sch.put_frame(header(stamp), RGB, int(stamp * S))
+
+
+def test_expression_is_answered_once_on_the_newest_fresh_frame():
+    sch, clock, _ = make()
+    put(sch, clock)
+    put(sch, clock)
+    sch.put_expression("the cup")
+    job = sch.next_job(0)
+    assert job.frame.seq == 2 and job.expression == "the cup" and job.trigger == "expression" and job.failure is None
+    sch.done(job)
+    put(sch, clock)
+    assert sch.next_job(0) is None, "on_command answers an expression once"
+
+
+def test_expression_waits_for_a_fresh_frame_then_uses_it():
+    sch, clock, _ = make(max_age=2.0)
+    put(sch, clock, age=5.0)  # too old
+    sch.put_expression("the cup")
+    assert sch.next_job(0) is None  # waiting, not answered on the stale frame
+    clock.t += 1.0
+    put(sch, clock, age=0.1)
+    job = sch.next_job(0)
+    assert job.failure is None and job.frame.seq == 2
+
+
+def test_stale_frame_gives_a_frame_too_old_answer_after_the_wait():
+    sch, clock, _ = make(max_age=2.0)
+    put(sch, clock, age=60.0)
+    sch.put_expression("the cup")
+    assert sch.next_job(0) is None
+    clock.t += 2.0
+    job = sch.next_job(0)
+    assert job.frame is None and job.failure[0] == FRAME_TOO_OLD and "62.0 s old" in job.failure[1]
+
+
+def test_no_frame_at_all_gives_a_no_frame_answer():
+    sch, clock, _ = make(max_age=1.5)
+    sch.put_expression("the cup")
+    clock.t += 1.5
+    job = sch.next_job(0)
+    assert job.failure[0] == NO_FRAME and job.expression == "the cup"
+
+
+def test_max_frame_age_zero_disables_the_limit():
+    sch, clock, _ = make(max_age=0.0)
+    put(sch, clock, age=3600.0)
+    sch.put_expression("x")
+    assert sch.next_job(0).failure is None
+
+
+def test_unstamped_frames_age_from_their_arrival():
+    sch, clock, _ = make(max_age=2.0)
+    sch.put_frame(header(0.0), RGB, 0)
+    sch.put_expression("x")
+    assert sch.next_job(0).failure is None
+    f = sch.frame
+    assert f.age_s(clock.ns() + 3 * S) == pytest.approx(3.0)
+    assert Frame(header(0), RGB, int(clock.t * S + 5 * S), 1).age_s(clock.ns()) == 0.0  # future stamps: skew
+
+
+def test_continuous_mode_rate_cap_and_drop_accounting():
+    sch, clock, _ = make(mode="continuous", rate=2.0, max_age=0.0)
+    sch.put_expression("cup")
+    put(sch, clock)
+    job = sch.next_job(0)  # the expression's own job
+    assert job.trigger == "expression"
+    # while busy and within the rate cap window: replaced frames are rate-limited, not dropped
+    clock.t += 0.1
+    put(sch, clock)
+    assert put(sch, clock) == "rate_limited"
+    # busy past the cap window: the model is the bottleneck -> dropped
+    clock.t += 0.5
+    assert put(sch, clock) == "dropped"
+    sch.done(job)
+    job2 = sch.next_job(0)
+    assert job2.trigger == "stream" and job2.frame.seq == 4
+    sch.done(job2)
+    # idle but waiting for the cap: the next frame is held back, then taken
+    put(sch, clock)
+    assert sch.next_job(0) is None
+    clock.t += 0.5
+    assert sch.next_job(0).frame.seq == 5
+    assert sch.counts["dropped"] == 1 and sch.counts["rate_limited"] == 1
+
+
+def test_continuous_mode_skips_stale_frames():
+    sch, clock, _ = make(mode="continuous", rate=0.0, max_age=1.0)
+    sch.put_expression("cup")
+    put(sch, clock)
+    sch.done(sch.next_job(0))
+    put(sch, clock, age=10.0)
+    assert sch.next_job(0) is None and sch.counts["stale"] == 1
+
+
+def test_new_expression_supersedes_running_job_and_empty_clears():
+    sch, clock, settings = make()
+    put(sch, clock)
+    sch.put_expression("a")
+    job = sch.next_job(0)
+    sch.put_expression("b")
+    assert not sch.is_current(job)
+    sch.done(job)
+    assert sch.next_job(0).expression == "b"
+    sch.put_expression(None)
+    assert sch.active_expression is None and sch.next_job(0) is None
+
+
+def test_worker_survives_exceptions_and_stops():
+    sch, clock, _ = make(max_age=0.0)
+    seen, errors = [], []
+    done = threading.Event()
+
+    def run(job):
+        seen.append(job.expression)
+        if job.expression == "boom":
+            raise RuntimeError("boom")
+        done.set()
+
+    w = Worker(sch, run, errors.append)
+    w.start()
+    put(sch, clock)
+    sch.put_expression("boom")
+    for _ in range(200):
+        if errors:
+            break
+        threading.Event().wait(0.01)
+    put(sch, clock)
+    sch.put_expression("ok")
+    assert done.wait(5)
+    assert w.stop(5)
+    assert seen == ["boom", "ok"] and isinstance(errors[0], RuntimeError)
+
+
+# ------------------------------------------------------------------------------ expression ordering
+def info(gid: int, seq: int, src_ns: int):
+    return {"publisher_gid": {"implementation_identifier": "rmw_fastrtps_cpp", "data": [gid] * 16},
+            "publication_sequence_number": seq, "source_timestamp": src_ns, "received_timestamp": 0}
+
+
+def test_latched_burst_newest_wins_whatever_the_delivery_order():
+    """500 samples from one latched publisher through two readers, delivered out of order."""
+    inbox = ExpressionInbox()
+    samples = [(i, info(7, i, 1_000 + i)) for i in range(1, 501)]
+    # the transient-local reader delivers #499 (latest at its creation) and #500; the volatile reader's
+    # backlog (#1..#500, depth-limited to the last 10) arrives interleaved and late
+    order = [samples[498], samples[499]] + samples[490:500]
+    active = None
+    for i, inf in order:
+        if inbox.accept(inf):
+            active = i
+    assert active == 500
+
+
+def test_duplicates_through_two_readers_are_dropped():
+    inbox = ExpressionInbox()
+    assert inbox.accept(info(1, 1, 10))
+    assert not inbox.accept(info(1, 1, 10))
+
+
+def test_between_publishers_the_later_publication_wins():
+    inbox = ExpressionInbox()
+    assert inbox.accept(info(1, 5, 2_000))
+    assert not inbox.accept(info(2, 1, 1_000)), "an older latched sample delivered late must not win"
+    assert inbox.accept(info(2, 2, 3_000))
+
+
+def test_samples_without_metadata_are_accepted_in_order():
+    inbox = ExpressionInbox()
+    assert inbox.accept(None) and inbox.accept({})
+
+
+def test_random_interleavings_always_end_on_the_newest():
+    rng = random.Random(0)
+    for _ in range(50):
+        inbox = ExpressionInbox()
+        sent = [info(3, i, 100 + i) for i in range(1, 40)]
+        deliveries = sent + rng.sample(sent, 20)
+        rng.shuffle(deliveries)
+        deliveries.append(sent[-1])
+        active = None
+        for d in deliveries:
+            if inbox.accept(d):
+                active = d["publication_sequence_number"]
+        assert active == 39
+
+
+def test_depth_sync_matches_by_stamp_within_slop():
+    sync = DepthSync()
+    intr = SimpleNamespace(name="K")
+    for t in (1.00, 1.10, 1.20):
+        sync.add_depth(DepthFrame(header(t), np.zeros((2, 2), np.float32), int(t * S)))
+        sync.add_info(int(t * S), intr)
+    d, k = sync.match(int(1.11 * S), 0.02)
+    assert d.stamp_ns == int(1.10 * S) and k is intr
+    assert sync.match(int(1.5 * S), 0.05) == (None, None)
