@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ros2_iterprime.geometry import (
@@ -30,12 +30,16 @@ from ros2_iterprime.transforms import (
 )
 
 INTR = PinholeIntrinsics(fx=500.0, fy=400.0, cx=320.0, cy=240.0, width=640, height=480)
-HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+HYPO = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 # every kind of hostile float: NaN, +-inf, subnormals, huge, negative, zero
 HOSTILE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
     st.sampled_from([0.0, -0.0, 5e-324, 1e-310, -1e-310, 1e38, -1e38, 3.4e38, 1e308, np.nan, np.inf, -np.inf]),
 )
+# hostile or plausible (so that both the refusals and the accepted cameras are exercised)
+FOCAL = st.one_of(HOSTILE, st.floats(0.5, 2e5), st.sampled_from([1.0, 500.0, 525.0, 1e5]))
+CENTRE = st.one_of(HOSTILE, st.floats(-700.0, 1400.0), st.sampled_from([0.0, 239.5, 319.5, 640.0]))
+DEPTHS = st.one_of(HOSTILE, st.floats(0.0, 25.0))
 
 
 def _info(k=None, p=None, d=(), width=640, height=480, roi=None):
@@ -218,24 +222,45 @@ def test_hostile_camera_info_never_yields_non_finite_intrinsics(k, p, use_p):
     try:
         i = PinholeIntrinsics.from_camera_info(info)
     except InvalidGeometryError:
+        event("refused")
         return
+    event("accepted")
     vals = [i.fx, i.fy, i.cx, i.cy]
     assert all(math.isfinite(v) for v in vals) and 1.0 <= i.fx <= 1e5 and 1.0 <= i.fy <= 1e5
     assert -640 <= i.cx <= 1280 and -480 <= i.cy <= 960
 
 
 @HYPO
-@given(fx=HOSTILE, fy=HOSTILE, cx=HOSTILE, cy=HOSTILE, z=st.lists(HOSTILE, min_size=16, max_size=16))
-def test_hostile_intrinsics_and_depth_never_give_a_non_finite_point(fx, fy, cx, cy, z):
-    info = _info(k=_k(fx, fy, cx, cy), width=4, height=4)
+@given(fx=FOCAL, fy=FOCAL, cx=CENTRE, cy=CENTRE, use_p=st.booleans())
+def test_hostile_pinhole_values_are_refused_or_plausible(fx, fy, cx, cy, use_p):
+    info = _info(p=_p(fx, fy, cx, cy)) if use_p else _info(k=_k(fx, fy, cx, cy))
     try:
-        intr = PinholeIntrinsics.from_camera_info(info)
-    except InvalidGeometryError:
+        i = PinholeIntrinsics.from_camera_info(info)
+    except InvalidGeometryError as exc:
+        event("refused")
+        assert str(exc)  # always a reason
         return
-    depth = np.array(z, np.float64).reshape(4, 4)
-    pts = backproject_mask(np.ones((4, 4), bool), depth, intr)
+    event("accepted")
+    assert (i.fx, i.fy, i.cx, i.cy) == (fx, fy, cx, cy)
+    assert 1.0 <= i.fx <= 1e5 and 1.0 <= i.fy <= 1e5 and -640 <= i.cx <= 1280 and -480 <= i.cy <= 960
+
+
+@HYPO
+@given(fx=FOCAL, fy=FOCAL, cx=CENTRE, cy=CENTRE, z=st.lists(DEPTHS, min_size=12, max_size=12))
+def test_hostile_intrinsics_and_depth_never_give_a_non_finite_point(fx, fy, cx, cy, z):
+    try:
+        # a 4x3 camera (principal point scaled from 640x480 so that plausible values stay plausible)
+        intr = PinholeIntrinsics.from_camera_info(_info(k=_k(fx, fy, cx / 160, cy / 160), width=4, height=3))
+        mask, depth = np.ones((3, 4), bool), np.array(z, np.float64).reshape(3, 4)
+        with np.errstate(over="ignore"):
+            depth32 = depth.astype(np.float32)
+        pts = backproject_mask(mask, depth, intr)
+        c = mask_centroid_3d(mask, depth32, intr)
+    except InvalidGeometryError:
+        event("intrinsics refused")
+        return
+    event(f"points: {'some' if len(pts) else 'none'}")
     assert np.isfinite(pts).all() and ((pts[:, 2] >= 0.05) & (pts[:, 2] <= 20.0)).all()
-    c = mask_centroid_3d(np.ones((4, 4), bool), depth.astype(np.float32), intr)
     assert c is None or all(math.isfinite(v) for v in c.as_tuple())
 
 
