@@ -34,10 +34,10 @@ above 1e-3 fx (not modelled) is refused. :meth:`~PinholeIntrinsics.from_camera_i
 non-finite or subnormal entry of K or P and a malformed third row. Errors are
 :class:`InvalidGeometryError` (a ``ValueError``) with the reason.
 
-A depth value is valid when it is finite and inside ``[min_depth, max_depth]`` (defaults
+A depth value is valid when it is finite, positive and inside ``[min_depth, max_depth]`` (defaults
 :data:`DEFAULT_MIN_DEPTH` = 0.05 m, :data:`DEFAULT_MAX_DEPTH` = 20 m; configurable): 0 (the 16UC1
-"no return"), NaN, +-inf, negatives, subnormals and absurd values such as 1e38 are all invalid and
-ignored. With valid intrinsics and depths every back-projected coordinate is bounded, so every point
+"no return"), NaN, +-inf and negatives are always invalid; with the defaults so are subnormals and
+absurd values such as 1e38. With valid intrinsics and depths every back-projected coordinate is bounded, so every point
 and centroid returned here is finite.
 """
 from __future__ import annotations
@@ -247,24 +247,27 @@ class MaskPoint3D:
 
 
 def check_depth_range(min_depth: float, max_depth: float) -> tuple[float, float]:
-    """Validate a depth range: finite, ``0 < min_depth < max_depth <= MAX_DEPTH_LIMIT`` (1e4 m)."""
+    """Validate a depth range: finite, ``0 <= min_depth < max_depth <= MAX_DEPTH_LIMIT`` (1e4 m).
+
+    ``min_depth`` = 0 means "any positive depth" (0 itself is always invalid, see :func:`valid_depth`).
+    """
     try:
         lo, hi = float(min_depth), float(max_depth)
     except (TypeError, ValueError):
         raise InvalidGeometryError(f"depth range ({min_depth!r}, {max_depth!r}) is not numeric") from None
-    if not (_finite_normal(lo) and _finite_normal(hi) and 0 < lo < hi <= MAX_DEPTH_LIMIT):
+    if not (_finite_normal(lo) and _finite_normal(hi) and 0 <= lo < hi <= MAX_DEPTH_LIMIT):
         raise InvalidGeometryError(
-            f"depth range [{lo!r}, {hi!r}] m is invalid (need 0 < min_depth < max_depth <= {MAX_DEPTH_LIMIT:g})")
+            f"depth range [{lo!r}, {hi!r}] m is invalid (need 0 <= min_depth < max_depth <= {MAX_DEPTH_LIMIT:g})")
     return lo, hi
 
 
 def valid_depth(depth_m: np.ndarray, min_depth: float = DEFAULT_MIN_DEPTH,
                 max_depth: float = DEFAULT_MAX_DEPTH) -> np.ndarray:
-    """Boolean array: finite and inside ``[min_depth, max_depth]`` (NaN, inf, 0, negatives, 1e38 -> False)."""
+    """Boolean array: finite, > 0 and inside ``[min_depth, max_depth]`` (NaN, inf, 0, negatives, 1e38 -> False)."""
     lo, hi = check_depth_range(min_depth, max_depth)
     d = np.asarray(depth_m)
     with np.errstate(invalid="ignore"):
-        return np.isfinite(d) & (d >= lo) & (d <= hi)
+        return np.isfinite(d) & (d > 0) & (d >= lo) & (d <= hi)
 
 
 def backproject_pixels(u: np.ndarray, v: np.ndarray, z: np.ndarray, intr: PinholeIntrinsics) -> np.ndarray:

@@ -114,7 +114,9 @@ def test_16uc1_zeros_are_invalid_even_without_nan_conversion():
 def test_valid_depth_and_range_validation():
     d = np.array([np.nan, np.inf, -np.inf, 0.0, -1.0, 0.049, 0.05, 1.0, 20.0, 20.001, 1e38, 5e-324])
     np.testing.assert_array_equal(valid_depth(d), [0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0])
-    for lo, hi in [(0.0, 1.0), (-1, 1), (2.0, 1.0), (1.0, 1.0), (np.nan, 1.0), (0.1, np.inf), (0.1, 1e5),
+    # min_depth = 0: any positive depth (0 itself stays invalid)
+    np.testing.assert_array_equal(valid_depth(d, 0.0, 1e4), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1])
+    for lo, hi in [(-1e-3, 1.0), (-1, 1), (2.0, 1.0), (1.0, 1.0), (np.nan, 1.0), (0.1, np.inf), (0.1, 1e5),
                    (5e-324, 1.0), ("a", 1.0)]:
         with pytest.raises(InvalidGeometryError):
             check_depth_range(lo, hi)

@@ -186,7 +186,7 @@ def test_voxel_and_cap_params_in_the_pipeline(top):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(erosion_px=-1), dict(erosion_px=2.5), dict(min_depth=0.0), dict(max_depth=np.inf),
+    dict(erosion_px=-1), dict(erosion_px=2.5), dict(min_depth=-0.1), dict(max_depth=np.inf),
     dict(min_depth=5.0, max_depth=1.0), dict(sor_neighbors=-3), dict(sor_std_ratio=np.nan),
     dict(voxel_size=1e-6), dict(voxel_size=-0.1), dict(max_points=-1), dict(min_points=0),
     dict(depth_outlier_k=np.inf), dict(min_box_size=0.0), dict(min_box_size=np.nan), dict(erosion_px=True),
