@@ -1,7 +1,9 @@
 """Selective mask proposals (IteRPrimE, AAAI 2025, Sec. "Mask proposal selection").
 
 Among class-agnostic proposals, keep those that (1) contain the Grad-CAM peak and (2) have at most
-`max_components` connected pieces (12 in the paper: fragmented masks are rarely one object), and score
+`max_components` connected pieces (12 in the paper: fragmented masks are rarely one object; pieces are
+4-connected, as `scipy.ndimage.label`'s default structure counts them in the official postproc,
+VoyageWang/IteRPrimE demo/postproc.py), and score
 each survivor by the mean over the mask of (1 + G), G the final heatmap in [0, 1]. The highest score
 wins; ties go to the lowest proposal index (torch.argmax returns the first maximum).
 
@@ -21,11 +23,12 @@ import torch
 from scipy import ndimage
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+_FOUR = ndimage.generate_binary_structure(2, 1)  # the cross: scipy.ndimage.label's default in 2-D
 
 
 def count_components(mask: np.ndarray) -> int:
-    """Number of 8-connected components of a (H, W) bool mask."""
-    return int(ndimage.label(mask, structure=_EIGHT)[1])
+    """Number of 4-connected components of a (H, W) bool mask (pixels touching only at a corner are apart)."""
+    return int(ndimage.label(mask, structure=_FOUR)[1])
 
 
 def peak_of(heatmap: torch.Tensor) -> tuple[int, int]:
@@ -61,7 +64,7 @@ def select(masks: torch.Tensor, heatmap: torch.Tensor, peak: tuple[int, int] | N
         masks: (N, h, w) bool proposals (N may be 0).
         heatmap: (h, w) final Grad-CAM G in [0, 1].
         peak: (row, col) of the Grad-CAM peak; default: argmax of heatmap.
-        max_components: upper bound on 8-connected pieces of a kept proposal.
+        max_components: upper bound on 4-connected pieces of a kept proposal.
     """
     heatmap = heatmap.float().cpu()
     masks = masks.bool().cpu()
