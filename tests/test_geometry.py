@@ -173,6 +173,18 @@ def test_intrinsics_from_camera_info_p_then_k():
     assert PinholeIntrinsics.from_camera_info(_info(k=_k(), d=[0.0] * 5)).has_distortion is False
 
 
+def test_real_camera_info_message():
+    from sensor_msgs.msg import CameraInfo  # rclpy types: numpy K/P, array.array D, a RegionOfInterest
+
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob")
+    info.k, info.p, info.d = _k(), _p(), [0.05, -0.1, 0.0, 0.0, 0.0]
+    i = PinholeIntrinsics.from_camera_info(info)
+    assert (i.fx, i.fy, i.cx, i.cy, i.width, i.height, i.has_distortion) == (500, 400, 320, 240, 640, 480, True)
+    info.p = _p(fx=float("nan"))
+    with pytest.raises(InvalidGeometryError, match=r"P\[0\]"):
+        PinholeIntrinsics.from_camera_info(info)
+
+
 def test_roi_shifts_the_principal_point():
     roi = SimpleNamespace(x_offset=100, y_offset=40, width=320, height=240, do_rectify=False)
     i = PinholeIntrinsics.from_camera_info(_info(k=_k(), roi=roi))
