@@ -158,7 +158,8 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         def official_round(keep_mask):
             e = gc.encode_image(pv)  # recomputed each round (and the image K/V with it)
             out = gc(e, ids, am, keep_mask)
-            fused = fuse(out.attn, out.grad, pieces.kept, pieces.primary, pieces.context_words, cfg.pwem_mode)
+            fused = fuse(out.attn, out.grad, pieces.kept, pieces.primary, pieces.context_words, cfg.pwem_mode,
+                         pieces.prompt_pieces)
             return RoundOutput(normalise(to_patch_grid(fused)), out.match_prob)
 
         grid = int(round((emb.shape[1] - 1) ** 0.5))

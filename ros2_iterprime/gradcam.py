@@ -33,6 +33,20 @@ def gradcam_maps(attn: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return attn * grad.clamp(min=0)
 
 
+def default_layer(num_layers: int) -> int:
+    """Default Grad-CAM layer of an n-layer text encoder: round(8 n / 12) - 1.
+
+    7 for the 12-layer BLIP text encoders (LAVIS BLIP ITM `compute_gradcam`, `block_num=7`; the official
+    IteRPrimE code takes layer 8 of ALBEF's 12-layer BERT, whose cross-attention starts at layer 6), the
+    same relative depth for other depths, and never the last layer when n >= 2: the ITM head reads only
+    the last layer's [CLS] output, and a token's attention row there reaches no other token, so
+    d(ITM logit)/dA is exactly zero for every token but [CLS] and PWEM would see nothing.
+    """
+    if num_layers < 1:
+        raise ValueError("the text encoder has no layer")
+    return max(0, round(num_layers * 8 / 12) - 1)
+
+
 def to_patch_grid(maps: torch.Tensor) -> torch.Tensor:
     """(..., P) -> (..., p, p) for a square patch grid (P = p*p)."""
     p = int(round(math.sqrt(maps.shape[-1])))
@@ -107,8 +121,8 @@ class BlipGradCAM:
 
     Args:
         model: the ITM model (eval mode, parameters frozen by the loader).
-        layer: text-encoder layer whose cross-attention is used; None = min(7, num_layers - 1),
-            i.e. LAVIS' BLIP ITM Grad-CAM layer for 12-layer BLIP. Negative values count from the end.
+        layer: text-encoder layer whose cross-attention is used; None = `default_layer(num_layers)`,
+            i.e. 7, LAVIS' BLIP ITM Grad-CAM layer, for 12-layer BLIP. Negative values count from the end.
     """
 
     def __init__(self, model, layer: int | None = None):
@@ -116,7 +130,7 @@ class BlipGradCAM:
         layers = model.text_encoder.encoder.layer
         n = len(layers)
         if layer is None:
-            layer = min(7, n - 1)
+            layer = default_layer(n)
         if not -n <= layer < n:
             raise ValueError(f"gradcam layer {layer} out of range for a {n}-layer text encoder")
         self.layer = layer % n

@@ -231,14 +231,18 @@ def build_tiny_tokenizer():
 
 
 def build_tiny_blip(seed: int = 0):
-    """Tiny BlipForImageTextRetrieval (2+2 layers, 4 heads, 64x64 input, 8x8 patch grid)."""
+    """Tiny BlipForImageTextRetrieval (4 text + 2 vision layers, 4 heads, 64x64 input, 8x8 patch grid).
+
+    Four text layers put the default Grad-CAM layer (`gradcam.default_layer`: 2) before the last one,
+    where the ITM gradient reaches every token, so the tiny model exercises PWEM as the real one does.
+    """
     from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil
 
     tok = build_tiny_tokenizer()
     config = BlipConfig(
         text_config=dict(
             vocab_size=len(tok), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
-            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+            num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=64,
             pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
         ),
         vision_config=dict(

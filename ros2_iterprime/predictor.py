@@ -27,7 +27,7 @@ from .models import DEFAULT_SAM, DEFAULT_VLM, LoadedModels, load_models, resolve
 from .primary_word import ExpressionParser, select_pieces
 from .proposals import SamImage, SamProposer, find_peaks
 from .pwem import MODES, fuse
-from .refinement import RoundOutput, normalise, refine
+from .refinement import RoundOutput, finalise, normalise, refine
 from .results import SegmentationResult, mask_bbox_centroid
 from .selection import select
 
@@ -40,10 +40,14 @@ class SegmenterConfig:
 
     Attributes:
         prompt_template: text template around the expression (IteRPrimE: "there is a {}").
-        gradcam_layer: BLIP text-encoder layer for Grad-CAM; None = min(7, layers - 1) (LAVIS BLIP ITM).
+        gradcam_layer: BLIP text-encoder layer for Grad-CAM; None = `gradcam.default_layer(layers)`:
+            round(8 n / 12) - 1 for an n-layer text encoder, i.e. 7 for 12-layer BLIP (LAVIS BLIP ITM),
+            never the last layer for n >= 2 (there d(ITM logit)/dA is zero for every token but [CLS]).
         pwem_mode: 0 full PWEM, 1 all tokens, 2 kept tokens + [CLS], 3 = 2 + global, 4 = 2 + local.
         iterations: IGRS rounds T (>= 1). alpha: blend weight of each new round.
         early_stop: stop IGRS when the ITM match probability drops (paper); False runs all T rounds.
+        keep_stop_round: blend the round whose match probability dropped before stopping, as the
+            official code does; False (default) discards it (see `refinement`).
         erase_threshold, sigmoid_gain, sigmoid_center: IGRS erase rule s(g) >= threshold.
         proposals: 'cam_points' (SAM prompted at the top Grad-CAM peaks) or 'automatic' (point grid).
         num_points: peaks used as prompts in 'cam_points'. multimask: 3 masks per prompt.
@@ -59,6 +63,7 @@ class SegmenterConfig:
     pwem_mode: int = 0
     iterations: int = 3
     early_stop: bool = True
+    keep_stop_round: bool = False
     alpha: float = 0.2
     erase_threshold: float = 0.5
     sigmoid_gain: float = 20.0
@@ -208,19 +213,21 @@ class ReferringSegmenter:
         # 2. IGRS over PWEM-fused Grad-CAM (only the text encoder + its backward run per round)
         def run_round(keep: torch.Tensor) -> RoundOutput:
             out = self.gradcam(state.blip_embeds, ids, mask, keep)
-            fused = fuse(out.attn, out.grad, pieces.kept, pieces.primary, pieces.context_words, cfg.pwem_mode)
+            fused = fuse(out.attn, out.grad, pieces.kept, pieces.primary, pieces.context_words, cfg.pwem_mode,
+                         pieces.prompt_pieces)
             return RoundOutput(normalise(to_patch_grid(fused)), out.match_prob)
 
         grid = int(round((state.blip_embeds.shape[1] - 1) ** 0.5))
         ref = refine(run_round, grid, cfg.iterations, cfg.alpha, cfg.erase_threshold, cfg.sigmoid_gain,
-                     cfg.sigmoid_center, cfg.early_stop)
+                     cfg.sigmoid_center, cfg.early_stop, cfg.keep_stop_round)
         t2 = time.perf_counter()
         timings["gradcam"] = t2 - t1
 
         # 3. proposals on SAM's low-res grid, 4. selection there
         hl, wl = state.sam.lowres_size
-        heat_sel = _resize_map(ref.heatmap, (hl, wl))
-        peaks = find_peaks(heat_sel, cfg.num_points)
+        heat_up = _resize_map(ref.heatmap, (hl, wl))
+        peaks = find_peaks(heat_up, cfg.num_points)  # before the T = 1 sigmoid, which saturates near 1
+        heat_sel = finalise(heat_up, ref.rounds, cfg.sigmoid_gain, cfg.sigmoid_center)
         if cfg.proposals == "cam_points":
             props = self.sam.from_peaks(state.sam, peaks, cfg.multimask)
         else:
@@ -242,7 +249,8 @@ class ReferringSegmenter:
             full_mask = self.sam.upsample(state.sam, props.logits[sel.index])
         else:
             full_mask = _resize_bool(sel.mask, (h, w))
-        heatmap = _resize_map(ref.heatmap, (h, w)).numpy()
+        heatmap = finalise(_resize_map(ref.heatmap, (h, w)), ref.rounds, cfg.sigmoid_gain,
+                           cfg.sigmoid_center).numpy()
         bbox, centroid = mask_bbox_centroid(full_mask)
         t5 = time.perf_counter()
         timings["postprocess"] = t5 - t4

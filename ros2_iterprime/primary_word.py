@@ -200,11 +200,14 @@ class PieceSelection:
     primary: the primary word's pieces (a subset of ``kept``), ``()`` when there is none.
     context_words: one tuple of piece positions per kept word other than the primary, in word order
         (words cut off entirely by truncation are left out).
+    prompt_pieces: every word piece of the prompt, template included, ascending: all positions but
+        [CLS], [SEP] and padding (what PWEM mode 1 averages with [CLS]).
     """
 
     kept: tuple[int, ...]
     primary: tuple[int, ...]
     context_words: tuple[tuple[int, ...], ...]
+    prompt_pieces: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -513,4 +516,5 @@ def select_pieces(
     if parsed.primary is not None:
         primary = pieces_of(parsed.primary)
         kept_set.update(primary)
-    return PieceSelection(kept=tuple(sorted(kept_set)), primary=primary, context_words=tuple(context))
+    return PieceSelection(kept=tuple(sorted(kept_set)), primary=primary, context_words=tuple(context),
+                          prompt_pieces=tuple(p for p, _, _ in spans))

@@ -8,10 +8,19 @@ image-token attention mask) so the next round must find evidence elsewhere, and 
     erase_t = erase_{t-1} OR (s(g_t) >= threshold)                               (cumulative, threshold 0.5)
     G_t   = (1 - alpha) * G_{t-1} + alpha * g_t                                  (alpha 0.2)
 
-with g_t the min-max normalised patch-level map of round t. Rounds stop as soon as the ITM match
-probability drops below the previous round's; that round's map is discarded (it was computed on an
-image the model no longer matches as well). The official code (VoyageWang/IteRPrimE demo/itergradcam.py)
-weights the probability by the un-erased fraction and keeps the last blend; we follow the paper's text.
+with g_t the min-max normalised patch-level map of round t. This is the official code step by step
+(VoyageWang/IteRPrimE, models/albef/engine.py `process_gradcam` and the `epoch` branch of
+`visualize_groundvlp`; demo/itergradcam.py `IterGradCAM`): the erase mask and the blend use the
+un-stretched normalised maps g_t; the blend is upsampled (bicubic) and min-max normalised by the
+caller. Round 0's map *alone* (T = 1) is passed through s before it is used (`IterGradCAM` applies
+`mySig` to round 0's output; see :func:`finalise`); a blend never is.
+
+Stop rule: rounds stop as soon as the ITM match probability drops below the previous round's. The
+official code compares `p_t * u_{t-1} < p_{t-1} * u_{t-1}` with u the un-erased fraction of the
+previous map; u appears on both sides and cancels, so it is the same test. The one difference is
+what happens to the round that triggered the stop: the official code has already blended it into
+the map it returns; by default we discard it (it was computed on an image the model matches worse),
+and ``keep_stop_round=True`` keeps it, reproducing the official output exactly.
 """
 from __future__ import annotations
 
@@ -39,6 +48,16 @@ def salient_patches(g: torch.Tensor, threshold: float = 0.5, gain: float = 20.0,
     return steep_sigmoid(g, gain, center) >= threshold
 
 
+def finalise(heat: torch.Tensor, rounds: int, gain: float = 20.0, center: float = 0.5) -> torch.Tensor:
+    """The map IGRS hands on, at the resolution it is used (after upsampling + min-max normalising).
+
+    Round 0's map alone (``rounds == 1``: T = 1, or a stop at round 1 that discarded it) passes
+    through the steep sigmoid, as the official `IterGradCAM` returns `mySig(gradcam)` for T = 1;
+    a blend of several rounds is returned as it is. The sigmoid is monotonic: peaks do not move.
+    """
+    return steep_sigmoid(heat, gain, center) if rounds == 1 else heat
+
+
 @dataclass
 class RoundOutput:
     """What one Grad-CAM round returns to the refinement loop."""
@@ -52,7 +71,7 @@ class RefinementResult:
     heatmap: torch.Tensor  # (p, p) blended map G
     rounds: int  # number of maps blended (1..T)
     match_probs: list[float] = field(default_factory=list)  # every round run, incl. a dropped last one
-    erased: torch.Tensor | None = None  # (p, p) bool cumulative erase mask after the last kept round
+    erased: torch.Tensor | None = None  # (p, p) bool: salient patches of the blended rounds (not a stop round's)
 
 
 def refine(
@@ -64,6 +83,7 @@ def refine(
     gain: float = 20.0,
     center: float = 0.5,
     early_stop: bool = True,
+    keep_stop_round: bool = False,
 ) -> RefinementResult:
     """Run IGRS.
 
@@ -74,6 +94,8 @@ def refine(
         iterations: T >= 1, maximum number of rounds.
         early_stop: apply the stop rule (default, the paper); False runs and blends all T rounds
             (an ablation, and how the benchmark times a fixed T).
+        keep_stop_round: blend the round whose match probability dropped before stopping (the
+            official code); default False discards it (see module docstring).
     """
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
@@ -86,10 +108,13 @@ def refine(
     for t in range(iterations):
         out = run_round(~erased.flatten())
         probs.append(float(out.match_prob))
-        if early_stop and t > 0 and probs[-1] < probs[-2]:
+        stop = early_stop and t > 0 and probs[-1] < probs[-2]
+        if stop and not keep_stop_round:
             break  # the match dropped: stop, and do not use this round's map
         g = out.heatmap.float().cpu()
         blended = g if blended is None else (1.0 - alpha) * blended + alpha * g
         rounds += 1
+        if stop:
+            break  # official: the round that dropped is blended, then the loop ends
         erased = erased | salient_patches(g, threshold, gain, center)
     return RefinementResult(blended, rounds, probs, erased)

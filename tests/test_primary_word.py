@@ -364,7 +364,8 @@ def test_select_pieces_hand_offsets():
     prompt = TEMPLATE.format(_PARSED.text)
     assert prompt[32:36] == "left" and prompt[18:24] == "racket"
     sel = select_pieces(_PARSED, _OFFSETS, EXPR_START)
-    assert sel == PieceSelection(kept=(4, 5, 6, 7, 10), primary=(6, 7), context_words=((4, 5), (10,)))
+    assert sel == PieceSelection(kept=(4, 5, 6, 7, 10), primary=(6, 7), context_words=((4, 5), (10,)),
+                                 prompt_pieces=tuple(range(1, 11)))  # no [CLS], no [SEP]
     assert set(sel.primary) <= set(sel.kept)
 
 
@@ -377,12 +378,12 @@ def test_select_pieces_numpy_offsets():
 def test_select_pieces_truncated():
     # max_length cut inside "racket" (its second piece and everything after are gone), then [SEP]
     sel = select_pieces(_PARSED, _OFFSETS[:7] + [(0, 0)], EXPR_START)
-    assert sel == PieceSelection(kept=(4, 5, 6), primary=(6,), context_words=((4, 5),))
+    assert sel == PieceSelection(kept=(4, 5, 6), primary=(6,), context_words=((4, 5),), prompt_pieces=(1, 2, 3, 4, 5, 6))
     # cut before the primary word: no primary pieces, truncated context words are left out
     sel = select_pieces(_PARSED, _OFFSETS[:5] + [(0, 0)], EXPR_START)
-    assert sel == PieceSelection(kept=(4,), primary=(), context_words=((4,),))
+    assert sel == PieceSelection(kept=(4,), primary=(), context_words=((4,),), prompt_pieces=(1, 2, 3, 4))
     # only the template survives
-    assert select_pieces(_PARSED, _OFFSETS[:4] + [(0, 0)], EXPR_START) == PieceSelection((), (), ())
+    assert select_pieces(_PARSED, _OFFSETS[:4] + [(0, 0)], EXPR_START) == PieceSelection((), (), (), (1, 2, 3))
 
 
 def test_select_pieces_never_cls_or_special():
@@ -390,7 +391,7 @@ def test_select_pieces_never_cls_or_special():
     parsed = ParsedExpression(text="guy", words=words, kept=(0,), primary=0)
     # expression at the very start of the prompt; position 0 is [CLS] even with a bogus offset
     sel = select_pieces(parsed, [(0, 3), (0, 3), (0, 0)], 0)
-    assert sel.kept == (1,) and sel.primary == (1,) and sel.context_words == ()
+    assert sel.kept == (1,) and sel.primary == (1,) and sel.context_words == () and sel.prompt_pieces == (1,)
     with pytest.raises(InvalidInputError):
         select_pieces(parsed, [(0, 0)], -1)
 
@@ -432,6 +433,8 @@ def _check_against_tokenizer(parser, tok, expr, **tok_kwargs):
     assert all(ids[p] not in special for p in sel.kept)
     assert all(offsets[p][0] >= EXPR_START for p in sel.kept)
     assert set(sel.primary) <= set(sel.kept)
+    # the prompt's word pieces: everything but the special tokens
+    assert list(sel.prompt_pieces) == [i for i, t in enumerate(ids) if t not in special]
 
     def covered(pieces):
         return prompt[offsets[pieces[0]][0] : offsets[pieces[-1]][1]]
@@ -477,7 +480,7 @@ def test_tokenizer_truncation(parser, bert_tokenizer):
     assert [covered(c) for c in sel.context_words] == ["left"]
     # cut right after the template: nothing selected
     parsed, sel, covered = _check_against_tokenizer(parser, bert_tokenizer, expr, truncation=True, max_length=5)
-    assert sel == PieceSelection((), (), ())
+    assert sel == PieceSelection((), (), (), (1, 2, 3))  # only "there is a" is left
 
 
 def test_fuzz_parse_and_select(parser, bert_tokenizer):
