@@ -2,7 +2,8 @@
 
     ros2_iterprime segment IMAGE "the red cup behind the laptop" -o out/ [--model tiny-random]
     ros2_iterprime segment --image-dir imgs/ --expressions exprs.txt -o out/
-    ros2_iterprime download                      # BLIP ITM base + SAM ViT-B into the model cache
+    ros2_iterprime download                      # BLIP ITM base + SAM ViT-B into the model cache, verified
+    ros2_iterprime download --to DIR             # + self-contained safetensors folders for --vlm/--sam DIR/...
 """
 from __future__ import annotations
 
@@ -155,11 +156,41 @@ def cmd_segment(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .models import download, resolve_profile
+    """Fetch (unless HF_HUB_OFFLINE=1), verify in the cache, optionally export; 1 when anything is missing."""
+    import os
 
-    vlm, sam = resolve_profile(args.model, args.vlm, args.sam)
-    for p in download(vlm, sam, cache_dir=args.cache_dir):
-        print(p)
+    from .checkpoints import KNOWN_REPOS, hub_cache_dir
+    from .models import default_repos, download, hub_offline, resolve_profile
+
+    if args.repo:
+        unknown = [r for r in args.repo if r not in KNOWN_REPOS]
+        if unknown:
+            print(f"error: unknown repository {', '.join(unknown)}; known: {', '.join(KNOWN_REPOS)} "
+                  "(other BLIP ITM / SAM ids: --vlm ID / --sam ID)", file=sys.stderr)
+            return 2
+        repos = [(r, KNOWN_REPOS[r]) for r in args.repo]
+    else:
+        repos = default_repos(*resolve_profile(args.model, args.vlm, args.sam))
+    if not repos:
+        print("tiny-random is built in-process: nothing to download")
+        return 0
+    if hub_offline():
+        print("HF_HUB_OFFLINE=1: nothing is fetched; checking what the model cache holds")
+    result = download(repos, cache_dir=args.cache_dir, to=args.to)
+    for rep in result.reports:
+        print(rep.describe())
+    if not result.ok:
+        bad = "; ".join(f"{r.model_id}: {', '.join(r.missing)}" for r in result.reports if not r.ok)
+        print(f"error: incomplete checkpoint(s): {bad}", file=sys.stderr)
+        return 1
+    if result.exported:
+        dirs = {rep.kind: os.path.abspath(result.exported[rep.model_id]) for rep in result.reports}
+        print("self-contained safetensors copies written; copy them to the robot and use:")
+        print("  ros2_iterprime segment IMAGE EXPR " + " ".join(f"--{k} {d}" for k, d in dirs.items()))
+        print("  iterprime_node --ros-args " + " ".join(f"-p {k}:={d}" for k, d in dirs.items()))
+    else:
+        print(f"all files present in the model cache {hub_cache_dir(args.cache_dir)}; copy it to the robot "
+              "(same path, or set HF_HOME) and run with HF_HUB_OFFLINE=1, or export with --to DIR")
     return 0
 
 
@@ -179,11 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_method_args(p)
     p.set_defaults(func=cmd_segment)
 
-    p = sub.add_parser("download", help="fetch the model weights into the model cache (needs internet)")
+    p = sub.add_parser("download", help="fetch the model files into the model cache (needs internet) and verify them",
+                       description="Fetch the weights each repository publishes (model.safetensors, else "
+                                   "pytorch_model.bin) with its config, tokenizer and processor files, then verify "
+                                   "that all are in the cache; exit 1 naming what is missing. With HF_HUB_OFFLINE=1 "
+                                   "only the verification runs.")
     p.add_argument("--model", default="default", help="profile: default or large")
-    p.add_argument("--vlm", default=None)
-    p.add_argument("--sam", default=None)
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--vlm", default=None, help="BLIP ITM repository id (overrides --model)")
+    p.add_argument("--sam", default=None, help="SAM repository id (overrides --model)")
+    p.add_argument("--repo", action="append", default=None, metavar="ID",
+                   help="a known repository id (repeatable; replaces --model/--vlm/--sam)")
+    p.add_argument("--cache-dir", default=None, help="model cache directory (default: the HF cache)")
+    p.add_argument("--to", default=None, metavar="DIR",
+                   help="also write a self-contained safetensors folder per model, DIR/<repo name>, "
+                        "for --vlm/--sam or the node's vlm/sam parameters")
     p.set_defaults(func=cmd_download)
 
     try:

@@ -15,3 +15,7 @@ class ModelNotFoundError(IterPrimeError, FileNotFoundError):
 
 class NoImageError(IterPrimeError, RuntimeError):
     """`segment()` was called before `set_image()`."""
+
+
+class UnsafeCheckpointError(ModelNotFoundError):
+    """A checkpoint that could only be read by full unpickling (running code from the file) was refused."""

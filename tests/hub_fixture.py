@@ -1,0 +1,189 @@
+"""A hub-faithful model cache for tests: `Salesforce/blip-itm-base-coco` and `facebook/sam-vit-base`
+laid out exactly as `huggingface_hub` caches them, with the files those repositories publish, shrunk.
+
+    build_hub_cache(tmp_path / "hf_home")   # then HF_HOME=<that> HF_HUB_OFFLINE=1, or cache_dir=<hub dir>
+
+Layout (huggingface_hub `file_download.py` / `_snapshot_download.py`):
+    hub/models--Salesforce--blip-itm-base-coco/refs/main             commit hash, no newline
+    hub/models--Salesforce--blip-itm-base-coco/snapshots/<commit>/F  relative symlink ../../blobs/<etag>
+    hub/models--Salesforce--blip-itm-base-coco/blobs/<etag>          git-blob sha1, or sha256 for LFS files
+
+What each repository holds here (as on the hub's `main`):
+- BLIP: config.json (every key of the published file, `ros2_iterprime.model_configs`; widths and depths
+  shrunk, heads / vocab / special ids / image size kept), `pytorch_model.bin` ONLY (no safetensors:
+  those exist only on an unmerged conversion PR), the tokenizer files of bert-base-uncased
+  (tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt: 30522 entries with BERT's
+  special tokens at their real ids and no [DEC]/[ENC]; the word list is a small one padded with
+  [unusedN] entries), and preprocessor_config.json (384x384, OpenAI CLIP mean/std).
+- SAM: config.json, model.safetensors, preprocessor_config.json (longest edge 1024).
+
+State-dict key names are those of the checkpoints (transformers 4.26 / 4.29 module names, unchanged
+in 5.x), including the BLIP text `embeddings.position_ids` buffer that the old save kept and 5.x no
+longer registers as persistent (an unexpected key the loader must tolerate).
+The BLIP text encoder has FIXTURE_TEXT_LAYERS layers so the default Grad-CAM layer is not the last.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ros2_iterprime.model_configs import published
+from ros2_iterprime.models import TINY_WORDS, bert_layout_vocab, bert_uncased_backend
+
+BLIP_REPO = "Salesforce/blip-itm-base-coco"
+SAM_REPO = "facebook/sam-vit-base"
+FIXTURE_TEXT_LAYERS = 12  # the real depth (cheap at width 48): the default Grad-CAM layer is 7 as with the real model
+FIXTURE_WORDS = [*TINY_WORDS, "zebra", "square", "grey", "background", "bright"]
+
+
+@dataclass(frozen=True)
+class HubFixture:
+    """Paths of a built fixture: HF_HOME, its hub cache and each repo's snapshot folder."""
+
+    hf_home: Path
+    hub: Path
+    snapshots: dict[str, Path]
+
+
+# ------------------------------------------------------------------------------------------ cache layout
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def write_cached_repo(hub: Path, repo_id: str, files: dict[str, bytes], lfs: set[str] | None = None) -> Path:
+    """Write `files` as one commit of `repo_id` into the hub cache `hub`; returns the snapshot folder.
+
+    Large files (`lfs`, e.g. weights) are stored under their sha256, others under their git blob sha1,
+    as huggingface_hub names blobs by the file's etag.
+    """
+    lfs = lfs or set()
+    storage = hub / ("models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(("fixture:" + repo_id + ":" + ",".join(sorted(files))).encode()).hexdigest()
+    snap = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    snap.mkdir(parents=True, exist_ok=True)
+    (storage / "refs").mkdir(exist_ok=True)
+    (storage / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        etag = hashlib.sha256(data).hexdigest() if name in lfs else _git_blob_sha1(data)
+        blob = storage / "blobs" / etag
+        blob.write_bytes(data)
+        link = snap / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    return snap
+
+
+# ------------------------------------------------------------------------------------------ BLIP
+def blip_tokenizer_files() -> dict[str, bytes]:
+    """tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt of a BERT-uncased tokenizer."""
+    vocab = bert_layout_vocab(FIXTURE_WORDS)
+    return {
+        "tokenizer.json": bert_uncased_backend(vocab).to_str(pretty=True).encode(),
+        "tokenizer_config.json": _json(published("BLIP_TOKENIZER_CONFIG")),
+        "special_tokens_map.json": _json(published("BLIP_SPECIAL_TOKENS_MAP")),
+        "vocab.txt": ("\n".join(vocab) + "\n").encode(),
+    }
+
+
+def blip_fixture_config() -> dict:
+    """The published BLIP ITM base config with widths/depths shrunk (every key kept)."""
+    cfg = published("BLIP_ITM_BASE_COCO_CONFIG")
+    t, v = cfg["text_config"], cfg["vision_config"]
+    # kept: vocab_size 30524, bos 30522, pad 0, sep 102, eos 2, is_decoder, 12 heads, 512 positions
+    t.update(hidden_size=48, intermediate_size=96, num_hidden_layers=FIXTURE_TEXT_LAYERS, projection_dim=48)
+    # kept: image_size 384, patch 16 (24x24 patches), 12 heads, layer_norm_eps 1e-5
+    v.update(hidden_size=48, intermediate_size=96, num_hidden_layers=2, projection_dim=48)
+    # The published file has no encoder_hidden_size (its default 768 = ViT-B width); the shrunk vision
+    # width must be stated for the text cross-attention.
+    t["encoder_hidden_size"] = v["hidden_size"]
+    cfg.update(image_text_hidden_size=16, projection_dim=48)
+    return cfg
+
+
+def blip_fixture_files(seed: int = 0) -> dict[str, bytes]:
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+
+    cfg = blip_fixture_config()
+    config = BlipConfig.from_dict(json.loads(json.dumps(cfg)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BlipForImageTextRetrieval(config)
+        # random weights of trained-like scale (BLIP vision init_range 1e-10 would give ~0 activations)
+        for p in model.parameters():
+            if p.dim() > 1:
+                torch.nn.init.normal_(p, std=0.05)
+    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    # persistent in the transformers 4.26 that saved the real checkpoint (non-persistent since 4.31)
+    state["text_encoder.embeddings.position_ids"] = torch.arange(
+        cfg["text_config"]["max_position_embeddings"]).expand((1, -1)).clone()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return {
+        "config.json": _json(cfg),
+        "pytorch_model.bin": buf.getvalue(),
+        "preprocessor_config.json": _json(published("BLIP_ITM_BASE_COCO_PREPROCESSOR")),
+        **blip_tokenizer_files(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ SAM
+def sam_fixture_config() -> dict:
+    """The published SAM ViT-B config with widths/depths shrunk (every key kept; 1024 px kept)."""
+    cfg = published("SAM_VIT_BASE_CONFIG")
+    cfg["vision_config"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+                                output_channels=32, num_pos_feats=16, global_attn_indexes=[1])
+    cfg["prompt_encoder_config"].update(hidden_size=32)
+    cfg["mask_decoder_config"].update(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32)
+    return cfg
+
+
+def sam_fixture_files(seed: int = 0) -> dict[str, bytes]:
+    import tempfile
+
+    from transformers import SamConfig, SamModel
+
+    cfg = sam_fixture_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model = SamModel(SamConfig.from_dict(json.loads(json.dumps(cfg))))
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)  # safetensors, tied weights written once, as the hub file
+        weights = (Path(d) / "model.safetensors").read_bytes()
+    return {
+        "config.json": _json(cfg),
+        "model.safetensors": weights,
+        "preprocessor_config.json": _json(published("SAM_VIT_BASE_PREPROCESSOR")),
+    }
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0) -> HubFixture:
+    """Write both repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses)."""
+    hf_home = Path(hf_home)
+    hub = hf_home / "hub"
+    snaps = {
+        BLIP_REPO: write_cached_repo(hub, BLIP_REPO, blip_fixture_files(seed), lfs={"pytorch_model.bin"}),
+        SAM_REPO: write_cached_repo(hub, SAM_REPO, sam_fixture_files(seed), lfs={"model.safetensors"}),
+    }
+    return HubFixture(hf_home, hub, snaps)
+
+
+def fixture_env(fx: HubFixture, base: dict | None = None) -> dict:
+    """Environment for a subprocess that must see only the fixture cache, offline."""
+    env = dict(os.environ if base is None else base)
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
+        env.pop(var, None)
+    env.update(HF_HOME=str(fx.hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def _json(d: dict) -> bytes:
+    return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,325 @@
+"""The real-checkpoint route, tested offline on a hub-faithful model cache (tests/hub_fixture.py).
+
+`Salesforce/blip-itm-base-coco` (pytorch_model.bin only, as on the hub's main) and
+`facebook/sam-vit-base` (safetensors) are written into a temp HF_HOME laid out as huggingface_hub
+caches them; then, with HF_HUB_OFFLINE=1: `segment --model default`, `load_segmenter("default")`,
+`download` (verify only; exit 1 naming a missing file), `download --to DIR` and the exported folders,
+the unsafe-pickle refusal, and the ROS node with `model:=default`. Random weights: plumbing, not accuracy.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hub_fixture as hf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "ros2_iterprime.cli"]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> hf.HubFixture:
+    return hf.build_hub_cache(tmp_path_factory.mktemp("hf_home"))
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    img = np.full((240, 320, 3), 120, np.uint8)
+    img[60:160, 80:200] = (220, 20, 20)
+    p = tmp_path_factory.mktemp("img") / "scene.png"
+    Image.fromarray(img).save(p)
+    return p
+
+
+def run_cli(args, env, timeout=240):
+    return subprocess.run(CLI + list(args), env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------ the cache
+def test_cache_is_laid_out_as_the_hub_publishes(hub):
+    from huggingface_hub import scan_cache_dir
+
+    info = scan_cache_dir(hub.hub)
+    assert not info.warnings
+    repos = {r.repo_id: r for r in info.repos}
+    assert set(repos) == {hf.BLIP_REPO, hf.SAM_REPO}
+    blip_files = {f.file_name for rev in repos[hf.BLIP_REPO].revisions for f in rev.files}
+    assert blip_files == {"config.json", "pytorch_model.bin", "preprocessor_config.json", "tokenizer.json",
+                          "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"}
+    assert not any(f.endswith(".safetensors") for f in blip_files)  # .bin only, as on main
+    assert {f.file_name for rev in repos[hf.SAM_REPO].revisions for f in rev.files} == {
+        "config.json", "model.safetensors", "preprocessor_config.json"}
+    assert all(r.refs == {"main"} for rev in info.repos for r in rev.revisions)
+
+    snap = hub.snapshots[hf.BLIP_REPO]
+    cfg = json.loads((snap / "config.json").read_text())
+    t = cfg["text_config"]
+    assert (t["num_attention_heads"], t["vocab_size"], t["bos_token_id"], t["sep_token_id"], t["is_decoder"]) == (
+        12, 30524, 30522, 102, True)
+    # every key of the published files is kept (the shrunk widths need one extra: encoder_hidden_size)
+    from ros2_iterprime.model_configs import published
+
+    pub = published("BLIP_ITM_BASE_COCO_CONFIG")
+    assert set(cfg) == set(pub) and set(t) == set(pub["text_config"]) | {"encoder_hidden_size"}
+    assert set(cfg["vision_config"]) == set(pub["vision_config"])
+    vocab = (snap / "vocab.txt").read_text().splitlines()
+    assert len(vocab) == 30522 and vocab[101] == "[CLS]" and vocab[102] == "[SEP]"
+    tok_files = "".join((snap / f).read_text() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                           "special_tokens_map.json", "vocab.txt"))
+    assert "[DEC]" not in tok_files and "[ENC]" not in tok_files
+    pre = json.loads((snap / "preprocessor_config.json").read_text())
+    assert pre["size"] == {"height": 384, "width": 384} and pre["image_mean"][0] == 0.48145466
+    sam_pre = json.loads((hub.snapshots[hf.SAM_REPO] / "preprocessor_config.json").read_text())
+    assert sam_pre["size"] == {"longest_edge": 1024}
+    state = torch.load(snap / "pytorch_model.bin", weights_only=True)
+    assert "text_encoder.embeddings.position_ids" in state and "itm_head.weight" in state
+
+
+# ------------------------------------------------------------------------------------------ loading
+def test_load_segmenter_default_reads_the_bin_safely_and_runs(hub, caplog, monkeypatch):
+    from ros2_iterprime.predictor import load_segmenter
+
+    calls = []
+    real_load = torch.load
+
+    def spy(*a, **kw):
+        calls.append(kw.get("weights_only"))
+        return real_load(*a, **kw)
+
+    monkeypatch.setattr(torch, "load", spy)
+    with caplog.at_level(logging.INFO, logger="ros2_iterprime.models"):
+        seg = load_segmenter("default", cache_dir=str(hub.hub), device="cpu")
+    log = caplog.text
+    assert "weights read from pytorch_model.bin" in log and "weights read from model.safetensors" in log
+    assert calls and all(w is True for w in calls)  # every torch.load of the .bin was weights_only=True
+    blip = seg.models.blip
+    assert blip.config.text_config.num_attention_heads == 12
+    n = len(blip.text_encoder.encoder.layer)
+    assert seg.gradcam.layer < n - 1  # the Grad-CAM layer is not the last: token gradients are non-zero
+    # [ENC] resolved from the model's vocabulary: bert-base-uncased 30522 + [DEC] 30522 -> [ENC] 30523
+    assert seg._first_token == {"enc": 30523}
+    img = np.asarray(Image.new("RGB", (320, 240), (90, 90, 90)))
+    res = seg.segment_image(img, "the red square on the left")
+    assert res.mask.shape == (240, 320) and np.isfinite(res.heatmap).all()
+    assert res.primary_word == "square" and res.kept_tokens == ["red", "square", "left"]
+
+
+def test_itm_pass_receives_enc_at_position_0_and_pwem_pieces_do_not_change(hub):
+    from ros2_iterprime.models import load_models
+    from ros2_iterprime.predictor import ReferringSegmenter, SegmenterConfig
+
+    models = load_models("Salesforce/blip-itm-base-coco", "facebook/sam-vit-base", cache_dir=str(hub.hub),
+                         device="cpu")
+    seen = []
+    h = models.blip.text_encoder.embeddings.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["input_ids"][0].tolist()), with_kwargs=True)
+    try:
+        img = np.asarray(Image.new("RGB", (160, 120), (200, 40, 40)))
+        out, ids = {}, {}
+        for choice in ("enc", "cls"):
+            seg = ReferringSegmenter(models, SegmenterConfig(itm_first_token=choice, iterations=1))
+            seen.clear()
+            out[choice] = seg.segment_image(img, "the man on the left holding a bike")
+            assert seen, "the ITM text pass did not run"
+            ids[choice] = seen[0]
+    finally:
+        h.remove()
+    assert ids["enc"][0] == 30523 and ids["cls"][0] == 101  # [ENC] from the vocabulary; BERT's [CLS]
+    assert ids["enc"][1:] == ids["cls"][1:]  # only position 0 differs
+    a, b = out["enc"], out["cls"]
+    assert (a.kept_tokens, a.primary_word) == (b.kept_tokens, b.primary_word)
+    assert a.primary_word == "man" and "bike" in a.kept_tokens
+
+
+def test_unsafe_bin_is_refused_without_running_it(hub, tmp_path):
+    from transformers import BlipForImageTextRetrieval
+
+    from ros2_iterprime.errors import UnsafeCheckpointError
+    from ros2_iterprime.models import load_pretrained
+
+    d = tmp_path / "blip"
+    shutil.copytree(hub.snapshots[hf.BLIP_REPO], d)  # follows the cache links
+    state = torch.load(d / "pytorch_model.bin", weights_only=True)
+    marker = tmp_path / "code_ran"
+    state["payload"] = _Payload(str(marker))
+    (d / "pytorch_model.bin").unlink()
+    torch.save(state, d / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="refused to load pytorch_model.bin"):
+        load_pretrained(BlipForImageTextRetrieval, "vlm", str(d))
+    assert not marker.exists()
+
+
+class _Payload:
+    """Pickles to a call that would create a file when unpickled by a full (unsafe) torch.load."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_missing_weights_error_names_the_model_and_the_route(hub, tmp_path):
+    from ros2_iterprime.errors import ModelNotFoundError
+    from ros2_iterprime.predictor import load_segmenter
+
+    empty = tmp_path / "empty_hub"
+    empty.mkdir()
+    with pytest.raises(ModelNotFoundError) as ei:
+        load_segmenter("default", cache_dir=str(empty), device="cpu")
+    msg = str(ei.value)
+    assert "Salesforce/blip-itm-base-coco" in msg and "ros2_iterprime download --vlm" in msg
+    assert "HF_HUB_OFFLINE=1" in msg and "--to DIR" in msg and "pytorch_model.bin" in msg
+
+
+# ------------------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
+def test_cli_segment_default_offline(hub, scene, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli(["segment", str(scene), "the red square", "--model", "default", "-o", str(out)], hf.fixture_env(hub))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "weights read from pytorch_model.bin" in r.stderr
+    stem = "scene__the-red-square"
+    assert sorted(p.name for p in out.iterdir()) == [f"{stem}.json", f"{stem}_mask.png", f"{stem}_overlay.png"]
+
+
+def test_download_offline_verifies_and_reports_the_cache(hub):
+    r = run_cli(["download"], hf.fixture_env(hub))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "HF_HUB_OFFLINE=1: nothing is fetched" in r.stdout
+    assert "Salesforce/blip-itm-base-coco (vlm): OK" in r.stdout and "weights pytorch_model.bin" in r.stdout
+    assert "facebook/sam-vit-base (sam): OK" in r.stdout and "weights model.safetensors" in r.stdout
+
+
+def test_download_offline_names_a_missing_tokenizer(hub, tmp_path):
+    home = tmp_path / "hf_home"
+    shutil.copytree(hub.hf_home, home, symlinks=True)
+    snap = home / "hub" / hub.snapshots[hf.BLIP_REPO].relative_to(hub.hub)
+    (snap / "tokenizer.json").unlink()
+    env = hf.fixture_env(hf.HubFixture(home, home / "hub", {}))
+    r = run_cli(["download"], env)
+    assert r.returncode == 1
+    assert "Salesforce/blip-itm-base-coco (vlm): INCOMPLETE" in r.stdout
+    assert "tokenizer (tokenizer.json)" in r.stderr and "facebook/sam-vit-base (sam): OK" in r.stdout
+
+
+@pytest.mark.slow
+def test_download_to_dir_writes_loadable_safetensors_folders(hub, scene, tmp_path):
+    to = tmp_path / "export"
+    r = run_cli(["download", "--to", str(to)], hf.fixture_env(hub))
+    assert r.returncode == 0, r.stdout + r.stderr
+    blip_dir, sam_dir = to / "blip-itm-base-coco", to / "sam-vit-base"
+    assert f"--vlm {blip_dir} --sam {sam_dir}" in r.stdout and f"-p vlm:={blip_dir}" in r.stdout
+    for d in (blip_dir, sam_dir):
+        assert (d / "model.safetensors").is_file() and not (d / "pytorch_model.bin").exists()
+    # the folders are self-contained: an empty model cache, offline
+    empty = tmp_path / "empty_home"
+    empty.mkdir()
+    env = hf.fixture_env(hf.HubFixture(empty, empty / "hub", {}))
+    out = tmp_path / "out"
+    r = run_cli(["segment", str(scene), "the red square", "--vlm", str(blip_dir), "--sam", str(sam_dir),
+                 "-o", str(out)], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "weights read from model.safetensors" in r.stderr and "pytorch_model.bin" not in r.stderr
+    assert len(list(out.glob("*_mask.png"))) == 1
+
+
+# ------------------------------------------------------------------------------------------ online route
+#: the files on `main` of the two repositories (hub file listings)
+HUB_LISTINGS = {
+    hf.BLIP_REPO: [".gitattributes", "README.md", "config.json", "preprocessor_config.json", "pytorch_model.bin",
+                   "special_tokens_map.json", "tf_model.h5", "tokenizer.json", "tokenizer_config.json", "vocab.txt"],
+    hf.SAM_REPO: [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+                  "pytorch_model.bin", "tf_model.h5"],
+}
+
+
+@pytest.fixture
+def fake_hub(hub, monkeypatch):
+    """huggingface_hub's listing and snapshot_download answered from the fixture files (no network)."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    files = {repo: {f.name: f.read_bytes() for f in snap.iterdir()} for repo, snap in hub.snapshots.items()}
+    fetched = {}
+
+    class Api:
+        def list_repo_files(self, repo_id, **kw):
+            return list(HUB_LISTINGS[repo_id])
+
+    def snapshot_download(repo_id, allow_patterns=None, cache_dir=None, **kw):
+        fetched[repo_id] = list(allow_patterns)
+        have = {n: b for n, b in files[repo_id].items() if n in allow_patterns}
+        return str(hf.write_cached_repo(Path(cache_dir), repo_id, have, lfs={"pytorch_model.bin", "model.safetensors"}))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return fetched
+
+
+def test_download_fetches_the_published_weight_format_and_verifies(fake_hub, tmp_path, capsys):
+    from ros2_iterprime import cli
+
+    assert cli.main(["download", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert fake_hub[hf.BLIP_REPO] == ["pytorch_model.bin", "config.json", "preprocessor_config.json",
+                                      "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+    assert fake_hub[hf.SAM_REPO] == ["model.safetensors", "config.json", "preprocessor_config.json"]
+    out = capsys.readouterr().out
+    assert "Salesforce/blip-itm-base-coco (vlm): OK" in out and "facebook/sam-vit-base (sam): OK" in out
+
+
+def test_uncached_model_is_fetched_then_loaded(fake_hub, tmp_path):
+    from ros2_iterprime.models import load_models
+
+    m = load_models(hf.BLIP_REPO, hf.SAM_REPO, cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert set(fake_hub) == {hf.BLIP_REPO, hf.SAM_REPO} and m.blip.config.text_config.num_attention_heads == 12
+
+
+# ------------------------------------------------------------------------------------------ ROS node
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_with_model_default_answers_over_dds(hub):
+    import ros_helpers as rh
+
+    rh.skip_without_rclpy()
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image as ImageMsg
+    from std_msgs.msg import String
+
+    domain = rh.pick_domain_id()
+    env = {k: v for k, v in hf.fixture_env(hub).items() if k in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    node = rh.NodeProcess(domain, model="default", env=env)
+    client = None
+    try:
+        node.wait_ready(timeout=180)
+        client = rh.RosClient(domain)
+        client.collect("/iterprime/result_json", String)
+        img_pub = client.node.create_publisher(ImageMsg, "/image", qos_profile_sensor_data)
+        expr_pub = client.node.create_publisher(String, "/referring_expression",
+                                                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        client.wait_subscribers(img_pub)
+        client.wait_subscribers(expr_pub)
+        msg = rh.make_image_msg(320, 240, client.now_ns())
+        for _ in range(3):
+            img_pub.publish(msg)
+            time.sleep(0.05)
+        expr_pub.publish(String(data="the bright square"))
+        res = json.loads(client.first("/iterprime/result_json", timeout=90).data)
+        assert res["expression"] == "the bright square"
+    finally:
+        if client is not None:
+            client.close()
+        code = node.stop()
+    log = node.log()
+    assert "Traceback" not in log and code == 0, log[-3000:]
