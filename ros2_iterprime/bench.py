@@ -45,23 +45,30 @@ def synthetic_frame(width: int = 640, height: int = 480, seed: int = 0) -> np.nd
 
 def build_full_size_random(seed: int = 0, device="cpu", dtype=torch.float32):
     """Default architectures (BLIP ITM base, SAM ViT-B) with random weights; no files needed."""
-    from transformers import (BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil, SamConfig,
-                              SamImageProcessorPil, SamModel)
+    from transformers import BlipForImageTextRetrieval, BlipImageProcessorPil, SamImageProcessorPil, SamModel
 
-    from .models import LoadedModels, build_tiny_tokenizer
+    from .model_configs import (BLIP_ITM_BASE_COCO_PREPROCESSOR, SAM_VIT_BASE_PREPROCESSOR, blip_itm_base_config,
+                                sam_vit_base_config)
+    from .models import LoadedModels, build_bert_layout_tokenizer
 
     torch.manual_seed(seed)
-    bcfg = BlipConfig()  # defaults = BLIP base: ViT-B/16 at 384, BERT-base text (12 layers, 768)
-    bcfg.vision_config.initializer_range = 0.02  # default 1e-10 gives ~0 activations (see models.py)
+    # the published configs: BLIP ITM base (ViT-B/16 at 384 px, BERT-base text with 12 heads, not
+    # BlipConfig()'s 8; vision initializer_range 0.02 gives trained-like activations) and SAM ViT-B
+    bcfg = blip_itm_base_config()
     bcfg._attn_implementation = "eager"
     blip = BlipForImageTextRetrieval(bcfg)
-    sam = SamModel(SamConfig())  # defaults = SAM ViT-B at 1024
-    # The real 30k WordPiece vocab needs the weights repo; the in-memory vocab tokenises the benchmark
-    # expressions into whole words, so the text length (and cost) matches the real tokenizer's.
-    tok = build_tiny_tokenizer()
+    sam = SamModel(sam_vit_base_config())
+    # The real 30k WordPiece vocab needs the weights repo; this one has its layout (30522 entries, so
+    # [ENC] = 30523 as in the checkpoint) and tokenises the benchmark expressions into whole words, so
+    # the text length (and cost) matches the real tokenizer's.
+    tok = build_bert_layout_tokenizer()
     for m in (blip, sam):
         m.eval().requires_grad_(False).to(device=device, dtype=dtype)
-    return LoadedModels(blip, BlipImageProcessorPil(), tok, sam, SamImageProcessorPil(),
+    blip_proc = BlipImageProcessorPil(**{k: v for k, v in BLIP_ITM_BASE_COCO_PREPROCESSOR.items()
+                                         if k not in ("image_processor_type", "processor_class")})
+    sam_proc = SamImageProcessorPil(**{k: v for k, v in SAM_VIT_BASE_PREPROCESSOR.items()
+                                       if k not in ("image_processor_type", "processor_class")})
+    return LoadedModels(blip, blip_proc, tok, sam, sam_proc,
                         "random:blip-itm-base", "random:sam-vit-base", torch.device(device), dtype)
 
 
