@@ -240,3 +240,31 @@ def test_depth_sync_matches_by_stamp_within_slop():
     d, k = sync.match(int(1.11 * S), 0.02)
     assert d.stamp_ns == int(1.10 * S) and k is intr
     assert sync.match(int(1.5 * S), 0.05) == (None, None)
+
+
+def test_same_sample_without_sequence_numbers_is_a_duplicate():
+    """rmw_fastrtps leaves publication_sequence_number unset: (publisher, source time) identifies a sample."""
+    inbox = ExpressionInbox()
+    a = {"publisher_gid": {"data": [9] * 16}, "publication_sequence_number": None, "source_timestamp": 500}
+    assert inbox.accept(a)
+    assert not inbox.accept(dict(a))
+    assert inbox.accept(dict(a, source_timestamp=600))
+
+
+def test_cause_throttle_logs_each_cause_and_counts_the_suppressed():
+    from ros2_iterprime.ros.log import CauseThrottle, quote
+
+    lines = []
+    logger = SimpleNamespace(warning=lambda m: lines.append(("W", m)), error=lambda m: lines.append(("E", m)))
+    t = [0.0]
+    th = CauseThrottle(logger, 5.0, clock=lambda: t[0])
+    assert th.warning("image", "bad image")
+    assert th.warning("depth", "bad depth"), "another cause is not hidden by the first"
+    assert not th.warning("image", "bad image")
+    assert th.error("worker", "boom")
+    t[0] = 6.0
+    assert th.warning("image", "bad image")
+    assert lines == [("W", "bad image"), ("W", "bad depth"), ("E", "boom"),
+                     ("W", "bad image (1 more like this in the last 5 s)")]
+    assert quote("a\n[FATAL] x") == '"a\\n[FATAL] x"' and "\n" not in quote("x\n\r\x00" * 50)
+    assert quote("é" * 100, 10).endswith('"...')

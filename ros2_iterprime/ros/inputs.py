@@ -98,11 +98,15 @@ class ExpressionInbox:
     - its source timestamp is not older than the newest accepted sample of any publisher (between
       publishers, the later publication wins).
 
-    Samples without the information (rmw implementations that do not fill it) are accepted in arrival order.
+    - without sequence numbers (rmw_fastrtps leaves them unset), a sample with the same publisher and
+      source timestamp as one already accepted is the same sample.
+
+    Samples without any of the information are accepted in arrival order.
     """
 
     def __init__(self, remember: int = 256):
         self._max_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self._remember = remember
         self._newest_source_ns = -1
         self._lock = threading.Lock()
@@ -136,6 +140,12 @@ class ExpressionInbox:
                     return False  # seen already (second reader) or an older sample delivered late
             if src is not None and src < self._newest_source_ns:
                 return False  # published before the active expression
+            if src is not None and (gid, src) in self._seen:
+                return False  # the same sample through the second reader
+            if src is not None:
+                self._seen[(gid, src)] = None
+                while len(self._seen) > self._remember:
+                    self._seen.popitem(last=False)
             if gid is not None and seq is not None:
                 self._max_seq[gid] = seq
                 self._max_seq.move_to_end(gid)

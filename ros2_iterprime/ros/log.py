@@ -12,11 +12,12 @@ characters and cuts long text.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["CauseThrottle", "quote"]
+__all__ = ["CauseThrottle", "RosLogHandler", "quote", "route_library_logs"]
 
 
 def quote(text: object, limit: int = 80) -> str:
@@ -54,17 +55,64 @@ class CauseThrottle:
             self._last[cause] = now
             return True, self._suppressed.pop(cause, 0)
 
-    def _emit(self, level: str, cause: str, msg: str) -> bool:
+    def _text(self, cause: str, msg: str) -> str | None:
         ok, suppressed = self._admit(cause)
-        if ok:
-            if suppressed:
-                msg += f" ({suppressed} more like this in the last {self.period_s:g} s)"
-            getattr(self.logger, level)(msg)
-        return ok
+        if not ok:
+            return None
+        if suppressed:
+            msg += f" ({suppressed} more like this in the last {self.period_s:g} s)"
+        return msg
 
+    # rclpy caches the severity per call site ("Logger severity cannot be changed between calls"):
+    # each severity gets its own call below.
     def warning(self, cause: str, msg: str) -> bool:
         """Log ``msg`` as a warning unless ``cause`` was logged within the window; True when logged."""
-        return self._emit("warning", cause, msg)
+        text = self._text(cause, msg)
+        if text is not None:
+            self.logger.warning(text)
+        return text is not None
 
     def error(self, cause: str, msg: str) -> bool:
-        return self._emit("error", cause, msg)
+        text = self._text(cause, msg)
+        if text is not None:
+            self.logger.error(text)
+        return text is not None
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards the library's Python ``logging`` records (``ros2_iterprime.*``) to an rclpy logger.
+
+    The library logs which weight file it read, the tiny-random warning, ...; in the node these belong
+    in the ROS log (console, /rosout, log files), not on a bare stderr.
+    """
+
+    def __init__(self, ros_logger):
+        super().__init__(level=logging.INFO)
+        self.ros_logger = ros_logger
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            # one call site per severity (rclpy caches the severity per call site)
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(msg)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(msg)
+            else:
+                self.ros_logger.info(msg)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def route_library_logs(ros_logger) -> RosLogHandler:
+    """Send ``ros2_iterprime.*`` Python log records at INFO and above to ``ros_logger``."""
+    lib = logging.getLogger("ros2_iterprime")
+    for h in list(lib.handlers):
+        if isinstance(h, RosLogHandler):
+            lib.removeHandler(h)
+    handler = RosLogHandler(ros_logger)
+    lib.addHandler(handler)
+    lib.setLevel(logging.INFO)
+    lib.propagate = False
+    return handler

@@ -33,6 +33,7 @@ from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -46,7 +47,7 @@ from . import outputs as out
 from .diagnostics import NodeStats, diagnostic_status, diagnostics_msg
 from .image import ImageConversionError, depth_to_metres, msg_to_numpy, to_rgb8
 from .inputs import DepthFrame, DepthSync, ExpressionInbox, Frame, stamp_ns
-from .log import CauseThrottle, quote
+from .log import CauseThrottle, quote, route_library_logs
 from .parameters import PARAMETERS, StartupError, check_value, cross_check, is_builtin
 from .processing import Processor, free_accelerator_memory
 from .worker import Job, Scheduler, Worker
@@ -71,6 +72,7 @@ class IterPrimeNode(LifecycleNode):
         self._declare_parameters()  # raises StartupError
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.log = CauseThrottle(self.get_logger(), LOG_THROTTLE_S)
+        route_library_logs(self.get_logger())
         self.stats = NodeStats()
         self.scheduler = Scheduler(self.setting, self._now_ns)
         self.depth_sync = DepthSync()
@@ -322,15 +324,18 @@ class IterPrimeNode(LifecycleNode):
             if latched and self._latched_sub is None:
                 qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
-                self._latched_sub = self.create_subscription(String, "referring_expression", self._on_expression,
-                                                             qos, callback_group=self._inputs_group)
+                # volatile writers (`ros2 topic pub`) cannot match this reader by design: not worth a warning
+                self._latched_sub = self.create_subscription(
+                    String, "referring_expression", self._on_expression, qos, callback_group=self._inputs_group,
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda event: None))
             elif not latched and self._latched_sub is not None:
                 self.destroy_subscription(self._latched_sub)
                 self._latched_sub = None
         except Exception as exc:  # graph queries can fail during shutdown
             self.log.warning("graph", f"expression reader update failed: {type(exc).__name__}: {exc}")
 
-    def _on_expression(self, msg: String, info=None) -> None:
+    def _on_expression(self, msg: String, info) -> None:
+        # two parameters without defaults: rclpy then passes the MessageInfo (publisher, sequence, time)
         if not self.inbox.accept(info):
             self.stats.count("expressions_ignored")
             return
