@@ -15,6 +15,8 @@ models/albef/engine.py `visualize_groundvlp`, mode 0):
   where A_m, dA_m are the primary word's maps (mean over its pieces) and normalise_j divides by the L2
   norm taken across the context pieces (per head and patch); with no context piece, A_j = 0;
 - fusion: mean over {[CLS] map, E_j ..., kept-piece maps incl. the global repeats}, then over heads.
+E_j is second order in the gradient, every other map first order, so local emphasis weighs more as
+|dA| grows (on the tiny random test model, |dA| ~ 1e-5, its share is ~1e-8).
 
 Ablation modes (paper, Table "ablation of PWEM"; official `mode` 0-4):
     0 full PWEM | 1 all tokens (plain Grad-CAM) | 2 kept tokens + [CLS] |

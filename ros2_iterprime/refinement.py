@@ -16,11 +16,11 @@ caller. Round 0's map *alone* (T = 1) is passed through s before it is used (`It
 `mySig` to round 0's output; see :func:`finalise`); a blend never is.
 
 Stop rule: rounds stop as soon as the ITM match probability drops below the previous round's. The
-official code compares `p_t * u_{t-1} < p_{t-1} * u_{t-1}` with u the un-erased fraction of the
-previous map; u appears on both sides and cancels, so it is the same test. The one difference is
-what happens to the round that triggered the stop: the official code has already blended it into
-the map it returns; by default we discard it (it was computed on an image the model matches worse),
-and ``keep_stop_round=True`` keeps it, reproducing the official output exactly.
+official code compares `u_{t-1} p_t < u_{t-1} p_{t-1}`, u the un-erased fraction of the previous map:
+u is on both sides and cancels, so it is this plain test. The round that triggered the stop has
+already been blended into the map the official code returns; we do the same by default
+(``keep_stop_round=True``). ``keep_stop_round=False`` discards that round instead, since it was
+computed on an image the model matches worse.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def salient_patches(g: torch.Tensor, threshold: float = 0.5, gain: float = 20.0,
 def finalise(heat: torch.Tensor, rounds: int, gain: float = 20.0, center: float = 0.5) -> torch.Tensor:
     """The map IGRS hands on, at the resolution it is used (after upsampling + min-max normalising).
 
-    Round 0's map alone (``rounds == 1``: T = 1, or a stop at round 1 that discarded it) passes
-    through the steep sigmoid, as the official `IterGradCAM` returns `mySig(gradcam)` for T = 1;
+    Round 0's map alone (``rounds == 1``: T = 1, or with ``keep_stop_round=False`` a stop at round 1)
+    passes through the steep sigmoid, as the official `IterGradCAM` returns `mySig(gradcam)` for T = 1;
     a blend of several rounds is returned as it is. The sigmoid is monotonic: peaks do not move.
     """
     return steep_sigmoid(heat, gain, center) if rounds == 1 else heat
@@ -83,7 +83,7 @@ def refine(
     gain: float = 20.0,
     center: float = 0.5,
     early_stop: bool = True,
-    keep_stop_round: bool = False,
+    keep_stop_round: bool = True,
 ) -> RefinementResult:
     """Run IGRS.
 
@@ -94,8 +94,8 @@ def refine(
         iterations: T >= 1, maximum number of rounds.
         early_stop: apply the stop rule (default, the paper); False runs and blends all T rounds
             (an ablation, and how the benchmark times a fixed T).
-        keep_stop_round: blend the round whose match probability dropped before stopping (the
-            official code); default False discards it (see module docstring).
+        keep_stop_round: blend the round whose match probability dropped before stopping (default,
+            the official code); False discards it (see module docstring).
     """
     if iterations < 1:
         raise ValueError("iterations must be >= 1")

@@ -20,7 +20,8 @@ class SegmentationResult:
         bbox: (x0, y0, x1, y1) pixel box of the mask, inclusive-exclusive; None for an empty mask.
         centroid: (u, v) pixel centroid of the mask (column, row); None for an empty mask.
         heatmap: (H, W) float32 in [0, 1], the final (refined) Grad-CAM at image resolution.
-        primary_word: the head noun PWEM emphasised, or None when no noun was found.
+        primary_word: the word PWEM emphasised (the head of the referred phrase: "man" in "man far
+            right", "2nd" in "2nd from left"), or None when no word stands for the object ("left").
         kept_tokens: BLIP word pieces kept by the PWEM token filter (without [CLS]).
         rounds: IGRS rounds whose maps were used (1..T).
         match_probs: ITM match probability of every round run (the last may be the one that dropped).

@@ -46,9 +46,9 @@ def test_three_rounds_cumulative_erase_and_blend():
     assert r.erased.tolist() == [[True, True], [True, False]]
 
 
-def test_stop_when_match_probability_drops_discards_that_round():
+def test_stop_when_match_probability_drops_can_discard_that_round():
     s = Script([M1, M2, M3], [0.7, 0.6, 0.9])
-    r = refine(s, grid=2, iterations=3, alpha=0.2)
+    r = refine(s, grid=2, iterations=3, alpha=0.2, keep_stop_round=False)
     assert r.rounds == 1 and len(s.keeps) == 2  # round 2 ran, dropped, and was not used
     assert r.match_probs == [0.7, 0.6]
     assert torch.equal(r.heatmap, M1)
@@ -63,7 +63,9 @@ def test_without_stop_rule_all_rounds_are_blended():
 
 def test_equal_probability_continues_and_t1_runs_once():
     s = Script([M1, M2, M3], [0.5, 0.5, 0.4])
-    assert refine(s, grid=2, iterations=3).rounds == 2
+    assert refine(s, grid=2, iterations=3, keep_stop_round=False).rounds == 2
+    s = Script([M1, M2, M3], [0.5, 0.5, 0.4])
+    assert refine(s, grid=2, iterations=3).rounds == 3  # default: the round that dropped is blended
     s1 = Script([M1], [0.5])
     r1 = refine(s1, grid=2, iterations=1)
     assert r1.rounds == 1 and len(s1.keeps) == 1
@@ -76,9 +78,9 @@ def test_bad_parameters():
         refine(Script([M1], [0.5]), grid=2, alpha=1.5)
 
 
-def test_keep_stop_round_blends_the_round_that_dropped():
+def test_by_default_the_round_that_dropped_is_blended_then_the_loop_stops():
     s = Script([M1, M2, M3], [0.7, 0.6, 0.9])
-    r = refine(s, grid=2, iterations=3, alpha=0.2, keep_stop_round=True)
+    r = refine(s, grid=2, iterations=3, alpha=0.2)  # keep_stop_round=True: the official code
     assert r.rounds == 2 and len(s.keeps) == 2 and r.match_probs == [0.7, 0.6]
     assert torch.allclose(r.heatmap, 0.8 * M1 + 0.2 * M2)
     assert r.erased.tolist() == [[True, False], [False, False]]  # the stop round's patches are not added
@@ -163,8 +165,8 @@ def test_t3_matches_the_official_blend_erase_and_stop(seed, probs):
     assert torch.allclose(ours, official, atol=1e-6)  # blended maps are not sigmoid-stretched
     for mine, theirs in zip(keeps[1:], official_keeps[1:]):
         assert torch.equal(mine, theirs)  # the same cumulative erase masks, round by round
-    default, _ = _ours(maps, probs, 3, 0.2, (20, 14), keep_stop_round=False)
+    discard, _ = _ours(maps, probs, 3, 0.2, (20, 14), keep_stop_round=False)
     if probs == [0.5, 0.6, 0.7]:
-        assert torch.allclose(default, official, atol=1e-6)  # no stop: nothing to discard
+        assert torch.allclose(discard, official, atol=1e-6)  # no stop: nothing to discard
     else:
-        assert not torch.allclose(default, official, atol=1e-3)  # the one documented difference
+        assert not torch.allclose(discard, official, atol=1e-3)  # the option's documented difference
