@@ -170,3 +170,23 @@ def test_t3_matches_the_official_blend_erase_and_stop(seed, probs):
         assert torch.allclose(discard, official, atol=1e-6)  # no stop: nothing to discard
     else:
         assert not torch.allclose(discard, official, atol=1e-3)  # the option's documented difference
+
+
+def test_predictor_stretches_only_a_single_round_map(tiny_segmenter, rgb_image, monkeypatch):
+    import numpy as np
+
+    import ros2_iterprime.predictor as predictor
+
+    seg = tiny_segmenter
+    seg.set_image(rgb_image)
+    t1 = seg.segment("the red cup", iterations=1)
+    monkeypatch.setattr(predictor, "finalise", lambda heat, rounds, gain=20.0, center=0.5: heat)
+    plain = seg.segment("the red cup", iterations=1)
+    t3_plain = seg.segment("the red cup", iterations=3, early_stop=False)
+    monkeypatch.undo()
+    t3 = seg.segment("the red cup", iterations=3, early_stop=False)
+    assert t1.rounds == 1 and t3.rounds == 3
+    expected = steep_sigmoid(torch.from_numpy(plain.heatmap)).numpy()
+    assert np.allclose(t1.heatmap, expected, atol=1e-6)  # T = 1: the official mySig on the upsampled map
+    assert np.array_equal(t3.heatmap, t3_plain.heatmap)  # a blend is used as it is
+    assert t3.heatmap.min() == 0.0 and t1.heatmap.min() > 0.0
