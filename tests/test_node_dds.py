@@ -21,9 +21,9 @@ import ros_helpers as rh  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 rh.skip_without_rclpy()
 
-from geometry_msgs.msg import PointStamped  # noqa: E402
+from geometry_msgs.msg import PointStamped, PoseStamped  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
@@ -51,6 +51,8 @@ def ros():
         c.collect(f"{NS}/mask", Image)
         c.collect(f"{NS}/overlay", Image)
         c.collect(f"{NS}/centroid", PointStamped)
+        c.collect(f"{NS}/points", PointCloud2)
+        c.collect(f"{NS}/pose", PoseStamped)
         c.collect(f"{NS}/markers", MarkerArray)
         c.collect(f"{NS}/result_json", String)
         if ResultMsg is not None:
@@ -95,8 +97,8 @@ def _send_frame(c, width, height, stamp_ns, encoding="rgb8", repeat=3, depth=Non
     return img
 
 
-def _request(c, width, height, expression="the red cup behind the laptop", encoding="rgb8", **kw):
-    stamp = _fresh_stamp(c)
+def _request(c, width, height, expression="the red cup behind the laptop", encoding="rgb8", stamp=None, **kw):
+    stamp = _fresh_stamp(c) if stamp is None else stamp
     img = _send_frame(c, width, height, stamp, encoding=encoding, **kw)
     time.sleep(0.05)
     c.expr_pub.publish(String(data=expression))
@@ -165,55 +167,136 @@ def _synthetic_depth(width, height, encoding):
     return d, metres_seen
 
 
+def read_pointcloud2(msg):
+    """The test's own PointCloud2 reader: x y z float32 + rgb (packed uint32 in a FLOAT32 field)."""
+    import struct
+
+    names = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
+    assert names == [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1)], names
+    assert msg.point_step == 16 and msg.row_step == 16 * msg.width and msg.height == 1 and not msg.is_bigendian
+    data = bytes(msg.data)
+    assert len(data) == msg.row_step
+    pts, rgb = [], []
+    for i in range(msg.width):
+        x, y, z, c = struct.unpack_from("<fffI", data, 16 * i)
+        pts.append((x, y, z))
+        rgb.append(((c >> 16) & 255, (c >> 8) & 255, c & 255))
+    return np.array(pts, np.float64).reshape(-1, 3), np.array(rgb, np.uint8).reshape(-1, 3)
+
+
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
-def test_depth_gives_3d_centroid_equal_to_backprojection_of_returned_mask(ros, encoding):
+def test_depth_gives_cloud_box_and_centroid_from_the_returned_mask(ros, encoding):
+    """depth + CameraInfo -> ~/points (image header, as many points as the result says), every point the
+    back-projection of a pixel of the returned mask, centroid = per-axis median of the cloud, a box that
+    holds the cloud, and the CUBE marker at the box."""
     node, c = ros
     width, height = 640, 480
     stamp = _fresh_stamp(c)
     hdr = Header(frame_id="camera_color_optical_frame")
     hdr.stamp.sec, hdr.stamp.nanosec = divmod(stamp, 1_000_000_000)
     raw, metres = _synthetic_depth(width, height, encoding)
-    # The node publishes a 3-D centroid only for a found target (never for a fallback guess). Tiny
-    # random weights make `found` depend on the frame's content (seeded by its stamp), so try a few
-    # frames: fallbacks must give no centroid, the first found target is checked exactly.
+    # 3-D output exists only for a found target (never for a fallback guess). Tiny random weights make
+    # `found` depend on the frame's content (seeded by its stamp), so try a few frames.
     for _attempt in range(6):
         if _attempt:
             stamp = _fresh_stamp(c)
             hdr.stamp.sec, hdr.stamp.nanosec = divmod(stamp, 1_000_000_000)
         depth = numpy_to_msg(raw, encoding, header=hdr)
         img, mask, same = _request(c, width, height, expression="the plate", depth=depth,
-                                   info=_camera_info(hdr, width, height))
+                                   info=_camera_info(hdr, width, height), stamp=stamp)
         summary = json.loads(c.first(f"{NS}/result_json", lambda s: json.loads(s.data)["stamp"] == {
             "sec": img.header.stamp.sec, "nanosec": img.header.stamp.nanosec}).data)
+        cloud_msg = c.first(f"{NS}/points", same, timeout=10)
         if summary["found"]:
             break
         assert summary["depth_used"] is False and not any(same(p) for p in c.received.get(f"{NS}/centroid", []))
+        assert cloud_msg.width == 0, "no target: an empty cloud, never a stale one"
     else:
         pytest.fail("no found target in 6 frames")
+    assert summary["depth_used"], summary["depth_message"]
     m = msg_to_numpy(mask) > 0
-    pt = c.first(f"{NS}/centroid", same, timeout=10)
-    assert pt.header.frame_id == "camera_color_optical_frame"
-    # the test's own back-projection (pinhole, REP 103 optical frame) of the mask the node returned
+    pts, rgb = read_pointcloud2(cloud_msg)
+    assert cloud_msg.header.frame_id == "camera_color_optical_frame" and len(pts) == summary["depth_points"] >= 5
+    # every point is the back-projection of a mask pixel with valid depth (pinhole, REP 103 optical frame)
     vs, us = np.nonzero(m)
     z = metres[vs, us]
     ok = np.isfinite(z)
-    assert ok.sum() >= 5
-    X = (us[ok] - CX) * z[ok] / FX
-    Y = (vs[ok] - CY) * z[ok] / FY
-    expected = np.median(np.stack([X, Y, z[ok]], 1), axis=0)
-    np.testing.assert_allclose([pt.point.x, pt.point.y, pt.point.z], expected, rtol=1e-5, atol=1e-5)
+    cand = np.stack([(us[ok] - CX) * z[ok] / FX, (vs[ok] - CY) * z[ok] / FY, z[ok]], 1)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(cand).query(pts)
+    assert dist.max() < 1e-4, "a cloud point is not on the returned mask"
+    pt = c.first(f"{NS}/centroid", same, timeout=10)
+    assert pt.header.frame_id == "camera_color_optical_frame"
+    np.testing.assert_allclose([pt.point.x, pt.point.y, pt.point.z], np.median(pts, axis=0), atol=1e-5)
     assert 0.8 <= pt.point.z <= 2.1
+    box = summary["box_3d"]
+    q = np.array(box["quaternion_xyzw"])
+    x, y, zq, w = q / np.linalg.norm(q)
+    R = np.array([[1 - 2 * (y * y + zq * zq), 2 * (x * y - zq * w), 2 * (x * zq + y * w)],
+                  [2 * (x * y + zq * w), 1 - 2 * (x * x + zq * zq), 2 * (y * zq - x * w)],
+                  [2 * (x * zq - y * w), 2 * (y * zq + x * w), 1 - 2 * (x * x + y * y)]])
+    local = (pts - np.array(box["center"])) @ R
+    assert (np.abs(local) <= np.array(box["size"]) / 2 + 1e-4).all(), "the box must hold the cloud"
     markers = c.first(f"{NS}/markers", lambda a: rh.headers_equal(a.markers[0].header, img.header))
     sphere = next(mk for mk in markers.markers if mk.type == Marker.SPHERE)
-    assert sphere.action == Marker.ADD
     assert [sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z] == pytest.approx(
         [pt.point.x, pt.point.y, pt.point.z])
+    cube = next(mk for mk in markers.markers if mk.type == Marker.CUBE)
+    assert [cube.pose.position.x, cube.pose.position.y, cube.pose.position.z] == pytest.approx(box["center"])
+    assert [cube.scale.x, cube.scale.y, cube.scale.z] == pytest.approx(box["size"])
+    pose = c.first(f"{NS}/pose", same, timeout=10)  # no target_frame: the box pose in the optical frame
+    assert [pose.pose.position.x, pose.pose.position.y, pose.pose.position.z] == pytest.approx(box["center"])
     assert any(mk.type == Marker.TEXT_VIEW_FACING and "the plate" in mk.text for mk in markers.markers)
     if ResultMsg is not None:
         r = c.first(f"{NS}/result", same)
-        assert r.depth_used and r.depth_points == int(ok.sum())
+        assert r.depth_used and r.depth_points == len(pts) and r.depth_message == ""
         assert [r.centroid_3d.x, r.centroid_3d.y, r.centroid_3d.z] == pytest.approx(
             [pt.point.x, pt.point.y, pt.point.z])
+        assert [r.box_size.x, r.box_size.y, r.box_size.z] == pytest.approx(box["size"])
+        assert r.target_frame == "" and not r.target_valid
+
+    # target_frame on the pip route (no tf2_ros): the result says why there is no target-frame output,
+    # and ~/pose (which follows target_frame) is not published in the wrong frame
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = c.node.create_client(SetParameters, f"{NS}/set_parameters")
+    assert cli.wait_for_service(timeout_sec=20)
+
+    def set_target(value):
+        fut = cli.call_async(SetParameters.Request(parameters=[Parameter("target_frame", value=value).to_parameter_msg()]))
+        c.wait_for(lambda: fut.done(), 20, "set_parameters")
+        assert fut.result().results[0].successful
+
+    set_target("base_link")
+    try:
+        fresh = _fresh_stamp(c)
+        stamp2 = fresh - fresh % 1000 + stamp % 1000  # same image content (seeded by stamp % 1000), fresh header
+        hdr.stamp.sec, hdr.stamp.nanosec = divmod(stamp2, 1_000_000_000)
+        img2 = rh.make_image_msg(width, height, stamp2, seed=stamp2 % 1000)
+        for _ in range(3):
+            c.info_pub.publish(_camera_info(hdr, width, height))
+            c.depth_pub.publish(numpy_to_msg(raw, encoding, header=hdr))
+            c.img_pub.publish(img2)
+            time.sleep(0.03)
+        time.sleep(0.2)  # the frame is in before the expression picks the newest frame
+        c.expr_pub.publish(String(data="the plate"))
+        same2 = lambda m: rh.headers_equal(m.header, img2.header)  # noqa: E731
+        want = {"sec": img2.header.stamp.sec, "nanosec": img2.header.stamp.nanosec}
+        try:
+            s2 = json.loads(c.first(f"{NS}/result_json", lambda s: json.loads(s.data)["stamp"] == want, timeout=30).data)
+        except AssertionError:
+            got = [(json.loads(m.data)["stamp"], json.loads(m.data)["status"]) for m in c.received[f"{NS}/result_json"]]
+            raise AssertionError(f"no result for {want}; got {got}; log: {node.log()[-1500:]}")
+        assert s2["found"] and s2["depth_used"] and s2["target_frame"] == "base_link"
+        assert not s2["target_valid"] and "tf2_ros" in s2["target_message"] and s2["box_target"] is None
+        time.sleep(0.3)
+        assert not any(same2(p) for p in c.received[f"{NS}/pose"])
+        assert "tf2_ros is not installed" in node.log()
+    finally:
+        set_target("")
+        c.node.destroy_client(cli)
 
 
 @pytest.mark.skipif(Segment is None, reason="ros2_iterprime_msgs not built")

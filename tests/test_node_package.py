@@ -125,6 +125,8 @@ def test_rviz_config_shows_the_node_outputs():
         "/iterprime/mask": "rviz_default_plugins/Image",
         "/iterprime/markers": "rviz_default_plugins/MarkerArray",
         "/iterprime/centroid": "rviz_default_plugins/PointStamped",
+        "/iterprime/points": "rviz_default_plugins/PointCloud2",
+        "/iterprime/pose": "rviz_default_plugins/Pose",
     }
 
 

@@ -30,14 +30,14 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, KeyValue
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
@@ -50,6 +50,7 @@ from .inputs import DepthFrame, DepthSync, ExpressionInbox, Frame, stamp_ns
 from .log import CauseThrottle, quote, route_library_logs
 from .parameters import PARAMETERS, StartupError, check_value, cross_check, is_builtin
 from .processing import Processor, free_accelerator_memory
+from .tf import TargetFrameLookup
 from .worker import Job, Scheduler, Worker
 
 #: Longer expressions are cut here before parsing (the text model keeps far fewer tokens anyway).
@@ -88,6 +89,7 @@ class IterPrimeNode(LifecycleNode):
         self._srv = None
         self._worker: Worker | None = None
         self._graph_timer = None
+        self._tf: TargetFrameLookup | None = None
         self._inputs_group = MutuallyExclusiveCallbackGroup()
         self._srv_group = MutuallyExclusiveCallbackGroup()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -136,6 +138,10 @@ class IterPrimeNode(LifecycleNode):
         reason = cross_check(new)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
+        if new["target_frame"] and new["target_frame"] != self._values["target_frame"] and self._tf is not None \
+                and not self._tf.available:
+            self.get_logger().warning(f"target_frame {quote(new['target_frame'])}: {self._tf.unavailable_reason}; "
+                                      f"3-D outputs stay in the camera frame")
         self._values = new
         return SetParametersResult(successful=True)
 
@@ -152,16 +158,23 @@ class IterPrimeNode(LifecycleNode):
             if not self.autostarting:
                 self.get_logger().error(self.configure_error)
             return FAILURE
-        self.processor = Processor(segmenter, self.setting, self._now_ns)
+        self._tf = TargetFrameLookup(self)
+        if self.setting("target_frame") and not self._tf.available:
+            self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
+                                      f"{self._tf.unavailable_reason}: 3-D outputs stay in the camera frame")
+        self.processor = Processor(segmenter, self.setting, self._now_ns, self._lookup_target_frame)
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         pub = self.create_lifecycle_publisher
         self._pubs = {
             "mask": pub(Image, "~/mask", qos),
             "overlay": pub(Image, "~/overlay", qos),
             "centroid": pub(PointStamped, "~/centroid", qos),
+            "pose": pub(PoseStamped, "~/pose", qos),
             "markers": pub(MarkerArray, "~/markers", qos),
             "json": pub(String, "~/result_json", qos),
         }
+        if self.setting("use_depth"):
+            self._pubs["points"] = pub(PointCloud2, "~/points", qos)
         if out.SegmentationResultMsg is not None:
             self._pubs["result"] = pub(out.SegmentationResultMsg, "~/result", qos)
         else:
@@ -229,10 +242,22 @@ class IterPrimeNode(LifecycleNode):
         self.get_logger().info("deactivated: not processing; per-image caches released")
         return super().on_deactivate(state)
 
+    def _lookup_target_frame(self, target_frame: str, header):
+        """Transform to ``target_frame`` at the image stamp (worker thread; bounded by tf_timeout)."""
+        if self._tf is None:
+            return None, "no TF"
+        tf, reason = self._tf.lookup(target_frame, header, float(self.setting("tf_timeout")))
+        if tf is None:
+            self.log.warning("tf", f"3-D outputs not given in {quote(target_frame)}: {reason}")
+        return tf, reason
+
     def _release_model(self) -> None:
         for p in self._pubs.values():
             self.destroy_lifecycle_publisher(p)
         self._pubs = {}
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
         self.processor = None
         self._injected = None
         gc.collect()
@@ -428,6 +453,11 @@ class IterPrimeNode(LifecycleNode):
         point = out.finite_or_none(o.point) if o.found else None
         if point is not None:
             pubs["centroid"].publish(out.centroid_msg(point, o.header))
+        pose = out.pose_msg(o)
+        if pose is not None:
+            pubs["pose"].publish(pose)
+        if "points" in pubs and o.size != (0, 0):
+            pubs["points"].publish(out.points_msg(o))
         pubs["markers"].publish(out.markers_msg(o, float(self.setting("marker_diameter"))))
         if "result" in pubs:
             pubs["result"].publish(out.result_msg(o, mask))
@@ -436,7 +466,8 @@ class IterPrimeNode(LifecycleNode):
         what = f"{quote(o.expression, 60)}: {o.status}"
         if o.found:
             c = f"({r.centroid[0]:.0f}, {r.centroid[1]:.0f})" if r.centroid is not None else "-"
-            p3 = f", 3-D ({point.x:.3f}, {point.y:.3f}, {point.z:.3f}) m" if point is not None else ""
+            p3 = (f", 3-D ({point.x:.3f}, {point.y:.3f}, {point.z:.3f}) m from {point.n_points} points"
+                  if point is not None else (f", no 3-D: {o.depth_message}" if o.depth_message else ""))
             self.get_logger().info(f"{what} confidence={o.confidence:.3f} area={int(r.mask.sum())} px centroid "
                                    f"{c}{p3}, model {o.processing_time * 1000:.0f} ms, latency "
                                    f"{o.latency * 1000:.0f} ms")

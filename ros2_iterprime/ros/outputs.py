@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import Point, PointStamped, Pose, PoseStamped, Quaternion, Vector3
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..geometry import MaskPoint3D
+from ..geometry import MaskPoint3D, PinholeIntrinsics
 from ..results import SegmentationResult
+from ..target3d import Target3D
 from .image import numpy_to_msg
+from .pointcloud2 import numpy_to_pointcloud2
 
 try:  # custom interfaces: optional (the node also works with standard messages alone)
     from ros2_iterprime_msgs.msg import SegmentationResult as SegmentationResultMsg
@@ -61,6 +63,9 @@ class Outcome:
         processing_time: seconds in the model; latency: seconds from the image stamp to publication.
         dropped_frames: cumulative frames dropped because the model was busy.
         size: (width, height) of the source image ((0, 0) when no frame).
+        target: the cleaned cloud, centroid and box in the optical frame (None when not available,
+            ``depth_message`` says why); target_in_frame: the same in ``target_frame`` (None when not
+            set or no transform, ``target_message`` says why); intrinsics: the camera used (overlay box).
     """
 
     header: Any
@@ -73,6 +78,12 @@ class Outcome:
     latency: float = 0.0
     dropped_frames: int = 0
     size: tuple[int, int] = (0, 0)
+    target: Target3D | None = None
+    target_in_frame: Target3D | None = None
+    target_frame: str = ""
+    depth_message: str = ""
+    target_message: str = ""
+    intrinsics: PinholeIntrinsics | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -160,7 +171,62 @@ def markers_msg(outcome: Outcome, diameter: float = 0.05) -> MarkerArray:
     text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
     text.text = f"{outcome.expression[:60]} ({outcome.confidence:.2f})"
     arr.markers.extend([sphere, text])
+    box = outcome.target.box if outcome.target is not None else None
+    if box is not None:
+        cube = Marker()
+        cube.header = outcome.header
+        cube.ns = MARKER_NS
+        cube.id = 2
+        cube.type = Marker.CUBE
+        cube.action = Marker.ADD
+        cube.pose = pose_of(box.center, box.quaternion)
+        cube.scale.x, cube.scale.y, cube.scale.z = (float(v) for v in box.size)
+        cube.color = ColorRGBA(r=0.1, g=0.6, b=1.0, a=0.35)
+        arr.markers.append(cube)
+    else:  # a box from an earlier result must not linger
+        gone = Marker()
+        gone.header = outcome.header
+        gone.ns = MARKER_NS
+        gone.id = 2
+        gone.action = Marker.DELETE
+        arr.markers.append(gone)
     return arr
+
+
+def pose_of(center, quaternion) -> Pose:
+    """geometry_msgs/Pose from a centre (3,) and a unit quaternion (x, y, z, w)."""
+    c = [float(v) for v in center]
+    q = [float(v) for v in quaternion]
+    return Pose(position=Point(x=c[0], y=c[1], z=c[2]), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
+
+
+def points_msg(outcome: Outcome):
+    """~/points: the cleaned cloud (x y z float32 + packed rgb) in the image's frame and header.
+
+    An empty cloud (width 0) when there is no 3-D target, so a consumer never keeps acting on an old one.
+    """
+    t = outcome.target if outcome.found else None
+    if t is None:
+        return numpy_to_pointcloud2(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), outcome.header)
+    return numpy_to_pointcloud2(t.points, t.colors, outcome.header)
+
+
+def pose_msg(outcome: Outcome) -> PoseStamped | None:
+    """~/pose: the box's centre and orientation, in ``target_frame`` when it is set (None without a
+    transform at the image stamp), else in the image's optical frame. None without a 3-D target."""
+    if not outcome.found:
+        return None
+    if outcome.target_frame:
+        t, frame_id = outcome.target_in_frame, outcome.target_frame
+    else:
+        t, frame_id = outcome.target, outcome.header.frame_id
+    if t is None or t.box is None:
+        return None
+    msg = PoseStamped()
+    msg.header.stamp = outcome.header.stamp
+    msg.header.frame_id = frame_id
+    msg.pose = pose_of(t.box.center, t.box.quaternion)
+    return msg
 
 
 def overlay_msg(rgb: np.ndarray, outcome: Outcome) -> Image:
@@ -174,7 +240,34 @@ def overlay_msg(rgb: np.ndarray, outcome: Outcome) -> Image:
     if r is not None and not outcome.found:
         r = _without_mask(r)
     over = render_overlay(rgb, r) if r is not None else rgb
+    if outcome.found and outcome.target is not None and outcome.target.box is not None \
+            and outcome.intrinsics is not None:
+        over = draw_box(over, outcome.target.box.corners(), outcome.intrinsics)
     return numpy_to_msg(np.ascontiguousarray(over[:, :, ::-1]), "bgr8", header=outcome.header)
+
+
+def draw_box(rgb: np.ndarray, corners: np.ndarray, intrinsics: PinholeIntrinsics) -> np.ndarray:
+    """The 12 edges of a 3-D box (8 corners, optical frame) projected into the image (RGB, a copy).
+
+    Corners whose indices differ in one bit share an edge (box3d.OrientedBox3D.corners). A box reaching
+    behind the camera (z <= 0) is not drawn.
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    c = np.asarray(corners, np.float64)
+    if c.shape != (8, 3) or not np.isfinite(c).all() or (c[:, 2] <= 1e-6).any():
+        return rgb
+    uv = intrinsics.scaled_to(rgb.shape[1], rgb.shape[0]).project(c)
+    img = PILImage.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(img)
+    width = max(1, min(rgb.shape[:2]) // 240 + 1)
+    for i in range(8):
+        for bit in (1, 2, 4):
+            j = i ^ bit
+            if j > i:
+                draw.line([tuple(uv[i]), tuple(uv[j])], fill=(40, 160, 255), width=width)
+    return np.asarray(img)
 
 
 def _without_mask(r: SegmentationResult) -> SegmentationResult:
@@ -190,6 +283,14 @@ def summary_dict(outcome: Outcome) -> dict:
     point = finite_or_none(outcome.point) if outcome.found else None
     if not outcome.found:
         d.update(bbox=None, centroid=None, mask_area=0)
+    t = outcome.target if outcome.found else None
+    tt = outcome.target_in_frame if outcome.found else None
+
+    def box(tgt):
+        if tgt is None or tgt.box is None:
+            return None
+        return {"center": [float(v) for v in tgt.box.center], "quaternion_xyzw": [float(v) for v in tgt.box.quaternion],
+                "size": [float(v) for v in tgt.box.size]}
     d.update(
         expression=outcome.expression,
         status=outcome.status,
@@ -201,6 +302,13 @@ def summary_dict(outcome: Outcome) -> dict:
         centroid_3d=list(point.as_tuple()) if point is not None else None,
         depth_used=point is not None,
         depth_points=point.n_points if point is not None else 0,
+        depth_message=outcome.depth_message,
+        box_3d=box(t),
+        target_frame=outcome.target_frame,
+        target_valid=tt is not None,
+        target_message=outcome.target_message,
+        centroid_target=[float(v) for v in tt.centroid] if tt is not None and tt.centroid is not None else None,
+        box_target=box(tt),
         processing_time=_finite(outcome.processing_time),
         latency=_finite(outcome.latency),
         dropped_frames=int(outcome.dropped_frames),
@@ -209,8 +317,19 @@ def summary_dict(outcome: Outcome) -> dict:
     return d
 
 
+def _json_safe(obj):
+    """Non-finite floats -> None, recursively (JSON has no NaN; consumers must never see one)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def json_msg(outcome: Outcome) -> String:
-    return String(data=json.dumps(summary_dict(outcome), allow_nan=False))
+    return String(data=json.dumps(_json_safe(summary_dict(outcome)), allow_nan=False))
 
 
 def result_msg(outcome: Outcome, mask: Image | None = None):
@@ -243,6 +362,20 @@ def result_msg(outcome: Outcome, mask: Image | None = None):
             msg.centroid_3d = Point(x=point.x, y=point.y, z=point.z)
             msg.depth_used = True
             msg.depth_points = int(min(point.n_points, 2**32 - 1))
+            if outcome.target is not None and outcome.target.box is not None:
+                b = outcome.target.box
+                msg.box_pose = pose_of(b.center, b.quaternion)
+                msg.box_size = Vector3(x=float(b.size[0]), y=float(b.size[1]), z=float(b.size[2]))
+        tt = outcome.target_in_frame
+        if point is not None and tt is not None and tt.centroid is not None:
+            msg.target_valid = True
+            c = [float(v) for v in tt.centroid]
+            msg.centroid_target = Point(x=c[0], y=c[1], z=c[2])
+            if tt.box is not None:
+                msg.box_pose_target = pose_of(tt.box.center, tt.box.quaternion)
+    msg.depth_message = outcome.depth_message
+    msg.target_frame = outcome.target_frame
+    msg.target_message = outcome.target_message
     msg.processing_time = _finite(outcome.processing_time)
     msg.latency = _finite(outcome.latency)
     msg.dropped_frames = int(min(outcome.dropped_frames, 2**32 - 1))

@@ -107,8 +107,18 @@ PARAMETERS: dict[str, ParamSpec] = {
                            float_range=(0.01, 1000.0)),
     "sync_slop": ParamSpec(0.05, "Maximum |stamp difference| in seconds between the colour image and the depth "
                            "image matched to it.", float_range=(0.0, 1.0)),
-    "min_depth_points": ParamSpec(10, "Fewest mask pixels with a valid depth for a 3-D centroid.",
-                                  int_range=(1, 1_000_000)),
+    "min_depth_points": ParamSpec(10, "Fewest points in the cleaned 3-D cloud for any 3-D output (centroid, box, "
+                                  "~/points).", int_range=(1, 1_000_000)),
+    "erosion_px": ParamSpec(3, "The mask is eroded by this many pixels before back-projection, so depth edges and "
+                            "the background behind the object's border do not leak into the cloud (docs/3d.md).",
+                            int_range=(0, 50)),
+    "voxel_size": ParamSpec(0.0, "Voxel down-sampling of ~/points in metres (0 = off).", float_range=(0.0, 0.5)),
+    "max_points": ParamSpec(20000, "Cap on the cloud's points (deterministic subsampling; 0 = no cap).",
+                            int_range=(0, 10_000_000)),
+    "target_frame": ParamSpec("", "Frame (e.g. base_link) the 3-D outputs are also given in, with TF at the IMAGE "
+                              "stamp ('' = camera optical frame only). Needs tf2_ros (every ROS 2 install)."),
+    "tf_timeout": ParamSpec(0.1, "Longest wait (s) for the camera -> target_frame transform at the image stamp.",
+                            float_range=(0.0, 5.0)),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rendered only while someone subscribes)."),
     "marker_diameter": ParamSpec(0.05, "Diameter in metres of the centroid sphere in ~/markers.",
                                  float_range=(0.001, 2.0)),

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidInputError, IterPrimeError, NoImageError
-from ..geometry import PinholeIntrinsics, mask_centroid_3d
+from ..geometry import PinholeIntrinsics
+from ..target3d import Target3DParams, target_3d
 from . import outputs as out
 from .inputs import DepthFrame, Frame
 from .log import quote
@@ -49,10 +50,12 @@ class Processor:
         now_ns: the node's clock (ns) for latencies.
     """
 
-    def __init__(self, segmenter, setting: Callable[[str], Any], now_ns: Callable[[], int]):
+    def __init__(self, segmenter, setting: Callable[[str], Any], now_ns: Callable[[], int],
+                 to_target_frame: Callable[[str, Any], tuple[Any, str]] | None = None):
         self.segmenter = segmenter
         self.setting = setting
         self.now_ns = now_ns
+        self.to_target_frame = to_target_frame  # (target_frame, header) -> (RigidTransform | None, reason)
         self.lock = threading.Lock()
         self._cached_seq: int | None = None
 
@@ -118,26 +121,49 @@ class Processor:
             message = f"confidence {result.confidence:.3f} < min_confidence {float(self.setting('min_confidence')):g}"
         else:
             status, message = out.OK, ""
-        point = None
-        point_note = ""
-        if status == out.OK and depth is not None and intrinsics is not None:
-            point, point_note = self.point_3d(result.mask, depth, intrinsics)
-        o = out.Outcome(frame.header, expression, status, message, result, point, seconds,
+        o = out.Outcome(frame.header, expression, status, message, result, None, seconds,
                         self.latency(frame, seconds), dropped, (int(frame.rgb.shape[1]), int(frame.rgb.shape[0])))
-        if point_note:
-            o.extra["depth_note"] = point_note
+        o.target_frame = str(self.setting("target_frame"))
+        if status == out.OK:
+            self.add_3d(o, frame, depth, intrinsics)
+        o.processing_time = time.perf_counter() - t0
         return o
 
-    def point_3d(self, mask, depth: DepthFrame, intrinsics: PinholeIntrinsics):
-        """(MaskPoint3D | None, reason when None)."""
+    def target_params(self) -> Target3DParams:
+        s = self.setting
+        return Target3DParams(erosion_px=int(s("erosion_px")), min_depth=float(s("min_depth")),
+                              max_depth=float(s("max_depth")), voxel_size=float(s("voxel_size")),
+                              max_points=int(s("max_points")), min_points=int(s("min_depth_points")))
+
+    def add_3d(self, o: out.Outcome, frame: Frame, depth: DepthFrame | None,
+               intrinsics: PinholeIntrinsics | None) -> None:
+        """The cleaned cloud, centroid and box of a found target (and in ``target_frame``), or why not."""
+        if depth is None:
+            o.depth_message = ("no depth image within sync_slop of the colour image"
+                               if self.setting("use_depth") else "")
+            return
+        if intrinsics is None:
+            o.depth_message = "no valid CameraInfo received"
+            return
         try:
-            p = mask_centroid_3d(mask, depth.depth_m, intrinsics, int(self.setting("min_depth_points")))
-        except Exception as exc:
-            return None, f"3-D centroid failed: {type(exc).__name__}: {exc}"
-        p = out.finite_or_none(p)
-        if p is None:
-            return None, "too few valid depth pixels under the mask"
-        return p, ""
+            t = target_3d(o.result.mask, frame.rgb, depth.depth_m, intrinsics, self.target_params())
+        except Exception as exc:  # InvalidGeometryError (unregistered depth, ...) or anything unexpected
+            o.depth_message = f"3-D failed: {type(exc).__name__}: {str(exc)[:200]}"
+            return
+        o.intrinsics = intrinsics
+        if not t.ok:
+            o.depth_message = t.reason
+            return
+        o.target = t
+        o.point = out.finite_or_none(t.centroid_point())
+        frame_name = str(self.setting("target_frame"))
+        if frame_name and self.to_target_frame is not None:
+            tf, reason = self.to_target_frame(frame_name, frame.header)
+            if tf is None:
+                o.target_message = reason
+            else:
+                o.target_in_frame = t.transformed(tf)
+                o.target_message = reason  # a note such as "latest transform used", or ""
 
 
 def describe(expression: str) -> str:
