@@ -47,7 +47,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ros2_iterprime = ros2_iterprime.cli:main",
-            "iterprime_node = ros2_iterprime.ros.node:main",
+            "iterprime_node = ros2_iterprime.ros.entry:main",
         ],
     },
 )

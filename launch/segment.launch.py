@@ -20,21 +20,31 @@ RViz (ros-base, headless robots) logs a warning and skips it; RViz alone: ``rviz
 """
 import os
 
+import launch.logging
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction, \
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, \
     SetEnvironmentVariable, Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ros2_iterprime.ros.launch_support import fastdds_environment, node_parameters, rviz_available
+from ros2_iterprime.ros.launch_support import fastdds_environment, node_exit_failure, node_parameters, \
+    rviz_available
 
 TOPICS = ("image", "depth", "camera_info", "referring_expression")
 
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _on_node_exit(event, context):
+    """The node exited: end the launch; with an error (``ros2 launch`` exits 1) when the node failed."""
+    failure = node_exit_failure(event.returncode, context.is_shutdown)
+    if failure:
+        raise RuntimeError(failure)  # the only way launch turns into a non-zero exit status
+    return [Shutdown(reason="iterprime_node exited")]
 
 
 def _setup(context, *args, **kwargs):
@@ -55,7 +65,7 @@ def _setup(context, *args, **kwargs):
         respawn=respawn,
         respawn_delay=float(get("respawn_delay")),
         # a node that exits (start-up failure, crash) ends the launch with an error, unless respawned
-        on_exit=None if respawn else Shutdown(reason="iterprime_node exited"),
+        on_exit=None if respawn else _on_node_exit,
     )
     actions.append(node)
     if _truthy(get("use_rviz")):
@@ -64,8 +74,9 @@ def _setup(context, *args, **kwargs):
                 PythonLaunchDescriptionSource(os.path.join(share, "launch", "rviz.launch.py")),
                 launch_arguments={"rviz_config": get("rviz_config")}.items()))
         else:
-            actions.append(LogInfo(msg="[WARN] use_rviz:=true but RViz (rviz2) is not installed on this machine: "
-                                       "skipping it (run rviz.launch.py on a machine with RViz)"))
+            launch.logging.get_logger("launch.user").warning(
+                "use_rviz:=true but RViz (rviz2) is not installed on this machine: "
+                "skipping it (run rviz.launch.py on a machine with RViz)")
     return actions
 
 

@@ -1,8 +1,8 @@
 """The rules behind launch/segment.launch.py (launch itself is not on PyPI; these functions are)."""
 from __future__ import annotations
 
-from ros2_iterprime.ros.launch_support import LAUNCH_PARAMETER_ARGS, fastdds_environment, node_parameters, \
-    rviz_available
+from ros2_iterprime.ros.launch_support import LAUNCH_PARAMETER_ARGS, fastdds_environment, node_exit_failure, \
+    node_parameters, rviz_available
 
 
 def test_unset_launch_arguments_never_override_the_params_file():
@@ -42,3 +42,11 @@ def test_rviz_is_optional():
     assert not rviz_available(which=lambda exe: None, package_share=missing)
     assert rviz_available(which=lambda exe: None, package_share=lambda pkg: "/opt/ros/kilted/share/rviz2")
     assert rviz_available(which=lambda exe: "/usr/bin/rviz2", package_share=missing)
+
+
+def test_a_failed_node_fails_the_launch_but_ctrl_c_does_not():
+    assert node_exit_failure(0, shutting_down=False) is None          # clean exit: plain shutdown
+    assert "exited with code 1" in node_exit_failure(1, shutting_down=False)  # start-up error (missing weights)
+    assert "signal 11" in node_exit_failure(-11, shutting_down=False)          # crash
+    assert node_exit_failure(-2, shutting_down=True) is None          # Ctrl-C while the node was importing
+    assert node_exit_failure(1, shutting_down=True) is None

@@ -100,7 +100,7 @@ def test_launch_file_declares_remappable_topics_and_options():
                 assert "choices" in kw, node.args[0].value
     assert defaults["model"] == defaults["mode"] == defaults["device"] == ""
     # failure visible: a node that exits shuts the launch down (unless respawned); RViz optional
-    assert 'on_exit=None if respawn else Shutdown(' in src
+    assert "on_exit=None if respawn else _on_node_exit" in src and "raise RuntimeError(failure)" in src
     assert "rviz_available(" in src and "rviz.launch.py" in src
     assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in src, "the env var name is chosen per distro in launch_support"
     rviz_src = (ROOT / "launch" / "rviz.launch.py").read_text()

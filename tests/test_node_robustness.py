@@ -79,7 +79,7 @@ def test_invalid_startup_values_exit_nonzero_with_one_clear_line(params, named):
 def ros():
     domain = rh.pick_domain_id()
     node = rh.NodeProcess(domain, params={"mode": "on_command", "use_depth": "true", "sync_slop": 0.02,
-                                          "min_depth_points": 5, "max_frame_age": 1.0,
+                                          "min_depth_points": 5, "max_frame_age": 3.0,
                                           "diagnostics_period": 0.2})
     c = rh.RosClient(domain)
     try:
@@ -260,7 +260,9 @@ def test_not_found_publishes_an_empty_mask_and_keeps_the_fallback(ros):
         _send(c, img)
         c.expr_pub.publish(String(data="the unsure cup"))
         r = _wait_result(c, lambda r: r["expression"] == "the unsure cup", 30)
-        assert r["status"] == "low_confidence" and not r["found"] and r["mask_area"] == 0
+        # min_confidence 1.0 makes every result not found: low_confidence, or not_found where no proposal
+        # passed the selection filters (tiny-random masks are noise, so either can happen)
+        assert r["status"] in ("low_confidence", "not_found") and not r["found"] and r["mask_area"] == 0
         assert r["centroid"] is None and r["bbox"] is None and 0.0 <= r["confidence"] < 1.0
         same = lambda m: rh.headers_equal(m.header, img.header)  # noqa: E731
         mask = c.first(f"{NS}/mask", same)
@@ -270,7 +272,7 @@ def test_not_found_publishes_an_empty_mask_and_keeps_the_fallback(ros):
         assert not any(same(p) for p in c.received[f"{NS}/centroid"])
         if ResultMsg is not None:
             m = c.first(f"{NS}/result", same)
-            assert m.status == "low_confidence" and not m.found
+            assert m.status in ("low_confidence", "not_found") and not m.found
             assert not msg_to_numpy(m.mask).any()
             assert (m.fallback_mask.width, m.fallback_mask.height) == (320, 240)
             assert msg_to_numpy(m.fallback_mask).any(), "the fallback guess is kept for those who want it"
@@ -440,6 +442,10 @@ def test_lifecycle_transitions_with_autostart_off():
         _send(c, img)
         expr_pub.publish(String(data="the second life cup"))
         _wait_result(c, lambda r: r["expression"] == "the second life cup", 30)
+        # shutdown from active: the node releases everything and the process ends by itself, cleanly
+        transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert node.proc.wait(30) == 0
+        assert "finalized (lifecycle shutdown)" in node.log()
     finally:
         c.close()
         code = node.stop()

@@ -9,7 +9,8 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 
-__all__ = ["LAUNCH_PARAMETER_ARGS", "fastdds_environment", "node_parameters", "rviz_available"]
+__all__ = ["LAUNCH_PARAMETER_ARGS", "fastdds_environment", "node_exit_failure", "node_parameters",
+           "rviz_available"]
 
 #: Launch arguments that set node parameters. Their launch default is '' (= "not set"): only values the
 #: user gave on the command line reach the node, so a params file's values are never overridden by a
@@ -72,3 +73,21 @@ def rviz_available(which: Callable[[str], str | None] = shutil.which,
         except Exception:  # PackageNotFoundError (ament_index_python) or a broken index
             pass
     return which("rviz2") is not None
+
+
+def node_exit_failure(returncode: int, shutting_down: bool) -> str | None:
+    """Why the node's exit is a failure of the whole launch, or None when it is not.
+
+    ``launch`` ends ``ros2 launch`` with a non-zero status only when an exception reaches its
+    LaunchService (a ``Shutdown`` action alone ends it with 0), so the launch file raises with this text.
+    An exit while the launch is already shutting down (Ctrl-C: the node gets SIGINT, -2 if it was still
+    importing) is the user's doing, never a failure.
+
+    Args:
+        returncode: the process's exit status (negative: killed by that signal).
+        shutting_down: the launch context's ``is_shutdown``.
+    """
+    if returncode == 0 or shutting_down:
+        return None
+    how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+    return f"iterprime_node {how} (its log is above)"

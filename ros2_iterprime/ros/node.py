@@ -83,6 +83,7 @@ class IterPrimeNode(LifecycleNode):
         self.lifecycle_state = "unconfigured"
         self.configure_error: str | None = None
         self.autostarting = False
+        self.finalized = False
         self._pubs: dict[str, Any] = {}
         self._subs: list = []
         self._latched_sub = None
@@ -272,6 +273,8 @@ class IterPrimeNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.close()
         self.lifecycle_state = "finalized"
+        self.get_logger().info("finalized (lifecycle shutdown): exiting")
+        self.finalized = True  # main() leaves its spin loop: a finalized node has nothing left to do
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -578,7 +581,7 @@ def main(args=None) -> int:
                 return 1
         else:
             node.get_logger().info("ready: unconfigured (autostart:=false); waiting for lifecycle transitions")
-        while rclpy.ok():
+        while rclpy.ok() and not node.finalized:
             try:
                 executor.spin_once(timeout_sec=0.5)
             except (KeyboardInterrupt, ExternalShutdownException):
