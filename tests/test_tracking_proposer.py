@@ -101,3 +101,39 @@ def test_real_segmenter_and_tracker_share_one_model(tiny_models, one_thread):
         calls.remove()
     with pytest.raises(ValueError, match="tracker_model"):
         ReferringTracker(ScriptedSegmenter())
+
+
+def test_background_reseed_reuses_the_snapshot_features(one_thread):
+    import threading
+
+    tm = load_tracker("tiny-random", device="cpu")
+    clock = [0.0]
+    seg = ScriptedSegmenter()
+    seg.sam = Sam2Proposer(tm)
+    real_set_image = seg.set_image
+
+    def set_image(rgb):
+        real_set_image(rgb)
+        seg.sam.encode(np.asarray(rgb))
+
+    seg.set_image = set_image
+    tr = ReferringTracker(seg, policy=RegroundPolicy(lost_threshold=-1e6, reground_period=5.0,
+                                                     clock=lambda: clock[0]), background=True)
+    try:
+        tr.start(block_frame(0), "the red block")
+        seg.gate = threading.Event()
+        clock[0] = 5.0
+        calls = EncoderCalls(tm.model.vision_encoder)
+        r = tr.update(block_frame(1))  # starts the background grounding on a snapshot of frame 1
+        assert r.reground_reason == "period" and r.grounding_pending
+        r = tr.update(block_frame(2))  # tracking continues while the worker encodes / waits
+        seg.gate.set()
+        tr._pending.result(timeout=30)
+        r = tr.update(block_frame(3))  # re-seed on frame 1 from the worker's features, then track frame 3
+        assert r.grounding is not None and r.frames_since_grounding == 2
+        # frames 1, 2, 3 tracked + one proposer encoding of the snapshot; the re-seed encodes nothing
+        assert calls.n == 4
+        calls.remove()
+    finally:
+        seg.gate.set()
+        tr.close()
