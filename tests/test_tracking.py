@@ -133,7 +133,9 @@ def test_tiny_trackers_stream_frames(name, one_thread):
 # ------------------------------------------------------------------------------------------------
 # memory bound
 # ------------------------------------------------------------------------------------------------
-def test_pruning_keeps_the_output_identical(tiny_tracker_model, one_thread):
+@pytest.mark.parametrize("name", ["tiny-random", "tiny-random-edgetam"])
+def test_pruning_keeps_the_output_identical(name, one_thread):
+    tiny_tracker_model = load_tracker(name, device="cpu")
     pruned, full = StreamingSession(tiny_tracker_model), StreamingSession(tiny_tracker_model, prune=False)
     m0 = red_mask(block_frame(0))
     pruned.seed(block_frame(0), m0)
