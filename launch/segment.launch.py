@@ -92,7 +92,7 @@ def generate_launch_description():
                               description="Model profile; '' = as in params_file"),
         DeclareLaunchArgument("device", default_value="",
                               description="torch device: auto | cpu | cuda[:N]; '' = as in params_file"),
-        DeclareLaunchArgument("mode", default_value="", choices=["", "on_command", "continuous"],
+        DeclareLaunchArgument("mode", default_value="", choices=["", "on_command", "continuous", "track"],
                               description="Processing mode; '' = as in params_file"),
         DeclareLaunchArgument("image", default_value="image", description="Colour image topic (sensor_msgs/Image)"),
         DeclareLaunchArgument("depth", default_value="depth",

@@ -13,6 +13,7 @@ Not thread-safe: use one segmenter per thread (the ROS node runs one worker thre
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from .refinement import RoundOutput, finalise, normalise, refine
 from .results import SegmentationResult, mask_bbox_centroid
 from .selection import select
 
+LOG = logging.getLogger(__name__)
 PROPOSAL_MODES = ("cam_points", "automatic")
 
 
@@ -140,6 +142,9 @@ class ReferringSegmenter:
             from .tracking.proposer import load_proposer
 
             proposer = load_proposer(self.config.proposals_model, device=models.device)
+        if proposer is None and models.sam is None:
+            raise ValueError("proposals_model='sam' needs the SAM v1 model, but these models were loaded without it "
+                             "(load_models(sam=None)); load a SAM id or set proposals_model to a SAM 2.1 / EdgeTAM model")
         self.sam = proposer if proposer is not None else SamProposer(models.sam, models.sam_processor)
         limits = [self.config.max_text_tokens, models.blip.config.text_config.max_position_embeddings]
         tok_max = getattr(models.tokenizer, "model_max_length", None)
@@ -150,17 +155,26 @@ class ReferringSegmenter:
         self._first_token = {self.config.itm_first_token: self._resolve_first_token(self.config.itm_first_token)}
         self._image: _ImageState | None = None
         self.image_timings: dict[str, float] = {}
+        #: incremented by every set_image / reset_image: callers that cache "which frame is set" compare it
+        self.image_generation = 0
 
     # construction ------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, vlm: str = DEFAULT_VLM, sam: str = DEFAULT_SAM, *, device="auto", dtype="auto",
                         local_files_only: bool | None = None, cache_dir: str | None = None,
                         config: SegmenterConfig | None = None, seed: int = 0) -> ReferringSegmenter:
-        """Load BLIP ITM and SAM (ids, local directories or 'tiny-random') and build the predictor."""
-        models = load_models(vlm, sam, device=device, dtype=dtype, local_files_only=local_files_only,
-                             cache_dir=cache_dir, seed=seed)
+        """Load BLIP ITM and SAM (ids, local directories or 'tiny-random') and build the predictor.
+
+        With ``config.proposals_model`` other than 'sam' the proposals come from that SAM 2.1 / EdgeTAM
+        model and SAM v1 is not loaded (`sam` is ignored): BLIP + that model are all that must be on disk.
+        """
+        sam_proposals = config is None or config.proposals_model == "sam"
+        if not sam_proposals and sam is not None:
+            LOG.info("proposals_model=%r: SAM v1 (%s) is not loaded", config.proposals_model, sam)
+        models = load_models(vlm, sam if sam_proposals else None, device=device, dtype=dtype,
+                             local_files_only=local_files_only, cache_dir=cache_dir, seed=seed)
         proposer = None
-        if config is not None and config.proposals_model != "sam":  # SAM 2.1 / EdgeTAM proposals
+        if not sam_proposals:  # SAM 2.1 / EdgeTAM proposals
             from .tracking.proposer import load_proposer
 
             proposer = load_proposer(config.proposals_model, device=models.device, local_files_only=local_files_only,
@@ -188,6 +202,7 @@ class ReferringSegmenter:
         t0 = time.perf_counter()
         rgb = to_rgb_uint8(image, self.config.max_image_pixels)
         self._image = None
+        self.image_generation += 1
         dev, dt = self.models.device, self.models.dtype
         pv = self.models.blip_processor(images=rgb, return_tensors="pt",
                                         input_data_format="channels_last")["pixel_values"].to(dev, dt)
@@ -202,6 +217,7 @@ class ReferringSegmenter:
 
     def reset_image(self) -> None:
         self._image = None
+        self.image_generation += 1
         self.gradcam.reset_image_cache()
 
     # per expression ------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from .log import CauseThrottle, quote, route_library_logs
 from .parameters import PARAMETERS, StartupError, check_value, cross_check, is_builtin
 from .processing import Processor, free_accelerator_memory
 from .tf import TargetFrameLookup
+from .track import TrackRunner, tracker_id
 from .worker import Job, Scheduler, Worker
 
 #: Longer expressions are cut here before parsing (the text model keeps far fewer tokens anyway).
@@ -80,6 +81,7 @@ class IterPrimeNode(LifecycleNode):
         self.inbox = ExpressionInbox()
         self._injected = segmenter
         self.processor: Processor | None = None
+        self.track: TrackRunner | None = None
         self.lifecycle_state = "unconfigured"
         self.configure_error: str | None = None
         self.autostarting = False
@@ -164,6 +166,16 @@ class IterPrimeNode(LifecycleNode):
             self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
                                       f"{self._tf.unavailable_reason}: 3-D outputs stay in the camera frame")
         self.processor = Processor(segmenter, self.setting, self._now_ns, self._lookup_target_frame)
+        self.track = TrackRunner(self.processor, self.setting, self._load_tracker)
+        if self.setting("mode") == "track":
+            try:
+                self.track.ensure_loaded()
+            except Exception as exc:
+                self.configure_error = self._load_error_text(exc, "tracker")
+                if not self.autostarting:
+                    self.get_logger().error(self.configure_error)
+                self.processor = self.track = None
+                return FAILURE
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         pub = self.create_lifecycle_publisher
         self._pubs = {
@@ -233,6 +245,8 @@ class IterPrimeNode(LifecycleNode):
             self._srv = None
         self.scheduler.reset()
         self.depth_sync.clear()
+        if self.track is not None:
+            self.track.stop()  # the worker is stopped: nobody else uses the tracker now
         if self.processor is not None:
             self.processor.forget_image()
         free_accelerator_memory()
@@ -295,7 +309,8 @@ class IterPrimeNode(LifecycleNode):
         model, vlm, sam = self.setting("model"), self.setting("vlm") or None, self.setting("sam") or None
         cfg = SegmenterConfig(iterations=self.setting("iterations"), alpha=self.setting("alpha"),
                               pwem_mode=self.setting("pwem_mode"), proposals=self.setting("proposals"),
-                              points_per_side=self.setting("points_per_side"))
+                              points_per_side=self.setting("points_per_side"),
+                              proposals_model=self.setting("proposals_model"))
         kw = {"device": self.setting("device"), "dtype": self.setting("dtype")}
         if self.setting("local_files_only"):
             kw["local_files_only"] = True
@@ -307,8 +322,29 @@ class IterPrimeNode(LifecycleNode):
         self.get_logger().info(f"model '{what}' loaded in {time.perf_counter() - t0:.2f} s on {dev}")
         return seg
 
+    def _load_tracker(self):
+        """The tracker model for mode track (None: share the segmenter's SAM 2.1 proposal model)."""
+        from ..tracking import load_tracker
+
+        tm, pm = self.setting("tracker_model").strip(), self.setting("proposals_model")
+        if pm != "sam" and tm in ("", pm):
+            self.get_logger().info(f"tracker: sharing the proposal model {quote(pm)} (one image encoding per "
+                                   "grounding frame)")
+            return None
+        tid = tracker_id(tm, self.setting("model"))
+        self.get_logger().info(f"loading tracker {quote(tid)} ...")
+        t0 = time.perf_counter()
+        kw = {"local_files_only": True} if self.setting("local_files_only") else {}
+        model = load_tracker(tid, device=self.setting("device"), dtype=self.setting("dtype"), **kw)
+        self.get_logger().info(f"tracker {quote(tid)} loaded in {time.perf_counter() - t0:.2f} s")
+        return model
+
     @staticmethod
-    def _load_error_text(exc: BaseException) -> str:
+    def _load_error_text(exc: BaseException, what: str = "model") -> str:
+        if what == "tracker":
+            return (f"cannot load the tracker for mode track ({type(exc).__name__}: {exc}). Set -p tracker_model:=<id "
+                    f"or dir> (fetch it with `ros2_iterprime download --tracker <id>`), -p tracker_model:=tiny-random "
+                    f"for a weight-free smoke test, or use another mode.")
         if isinstance(exc, ModelNotFoundError):
             return (f"cannot load the model: {exc} (node parameters: -p vlm:=<cached id or folder from `ros2_iterprime "
                     f"download --to DIR`>, -p sam:=<same>, or -p model:=tiny-random)")
@@ -420,7 +456,12 @@ class IterPrimeNode(LifecycleNode):
             depth = intr = None
             if self.setting("use_depth"):
                 depth, intr = self.depth_sync.match(job.frame.stamp_ns, float(self.setting("sync_slop")))
-            outcome = proc.run(job.frame, job.expression, depth, intr, dropped)
+            if self.setting("mode") == "track" and self.track is not None:
+                outcome = self.track.run(job.frame, job.expression, job.trigger, depth, intr, dropped)
+            else:
+                if self.track is not None and self.track.loaded:
+                    self.track.stop()  # mode changed away from track: end the track (worker thread)
+                outcome = proc.run(job.frame, job.expression, depth, intr, dropped)
         if not self.scheduler.is_current(job):
             self.get_logger().debug("result of a superseded expression discarded")
             return
@@ -438,7 +479,7 @@ class IterPrimeNode(LifecycleNode):
 
     def _publish(self, o: out.Outcome, frame: Frame | None) -> None:
         self.stats.result(o.status, o.latency, o.processing_time)
-        if o.status not in (out.OK, out.NOT_FOUND, out.LOW_CONFIDENCE):
+        if o.status not in (out.OK, out.NOT_FOUND, out.LOW_CONFIDENCE, out.LOST):
             self.stats.error(f"{o.status}: {o.message}")
         pubs = self._pubs
         if not pubs:
@@ -467,6 +508,9 @@ class IterPrimeNode(LifecycleNode):
         pubs["json"].publish(out.json_msg(o))
         r = o.result
         what = f"{quote(o.expression, 60)}: {o.status}"
+        if o.source != "grounding":  # mode track: one line per frame would flood the log
+            self.get_logger().debug(f"{what} ({o.source}, object score {o.object_score})")
+            return
         if o.found:
             c = f"({r.centroid[0]:.0f}, {r.centroid[1]:.0f})" if r.centroid is not None else "-"
             p3 = (f", 3-D ({point.x:.3f}, {point.y:.3f}, {point.z:.3f}) m from {point.n_points} points"

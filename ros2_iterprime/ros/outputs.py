@@ -45,7 +45,8 @@ INVALID_IMAGE = "invalid_image"
 INVALID_EXPRESSION = "invalid_expression"
 MODEL_ERROR = "model_error"
 OUT_OF_MEMORY = "out_of_memory"
-STATUSES = (OK, NOT_FOUND, LOW_CONFIDENCE, NO_FRAME, FRAME_TOO_OLD, INVALID_IMAGE, INVALID_EXPRESSION,
+LOST = "lost"
+STATUSES = (OK, NOT_FOUND, LOW_CONFIDENCE, LOST, NO_FRAME, FRAME_TOO_OLD, INVALID_IMAGE, INVALID_EXPRESSION,
             MODEL_ERROR, OUT_OF_MEMORY)
 
 
@@ -84,6 +85,9 @@ class Outcome:
     depth_message: str = ""
     target_message: str = ""
     intrinsics: PinholeIntrinsics | None = None
+    source: str = "grounding"  # 'grounding' | 'tracking' | 'none' (mode track)
+    object_score: float | None = None  # the tracker's object-presence logit (mode track)
+    frames_since_grounding: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -239,6 +243,8 @@ def overlay_msg(rgb: np.ndarray, outcome: Outcome) -> Image:
     r = outcome.result
     if r is not None and not outcome.found:
         r = _without_mask(r)
+    if r is not None and r.heatmap.shape != r.mask.shape:
+        r = _with_heatmap(r)
     over = render_overlay(rgb, r) if r is not None else rgb
     if outcome.found and outcome.target is not None and outcome.target.box is not None \
             and outcome.intrinsics is not None:
@@ -268,6 +274,12 @@ def draw_box(rgb: np.ndarray, corners: np.ndarray, intrinsics: PinholeIntrinsics
             if j > i:
                 draw.line([tuple(uv[i]), tuple(uv[j])], fill=(40, 160, 255), width=width)
     return np.asarray(img)
+
+
+def _with_heatmap(r: SegmentationResult) -> SegmentationResult:
+    import dataclasses
+
+    return dataclasses.replace(r, heatmap=np.zeros(r.mask.shape, np.float32))
 
 
 def _without_mask(r: SegmentationResult) -> SegmentationResult:
@@ -309,6 +321,9 @@ def summary_dict(outcome: Outcome) -> dict:
         target_message=outcome.target_message,
         centroid_target=[float(v) for v in tt.centroid] if tt is not None and tt.centroid is not None else None,
         box_target=box(tt),
+        source=outcome.source,
+        object_score=None if outcome.object_score is None else _finite(outcome.object_score),
+        frames_since_grounding=outcome.frames_since_grounding,
         processing_time=_finite(outcome.processing_time),
         latency=_finite(outcome.latency),
         dropped_frames=int(outcome.dropped_frames),
@@ -373,6 +388,11 @@ def result_msg(outcome: Outcome, mask: Image | None = None):
             msg.centroid_target = Point(x=c[0], y=c[1], z=c[2])
             if tt.box is not None:
                 msg.box_pose_target = pose_of(tt.box.center, tt.box.quaternion)
+    msg.source = outcome.source
+    msg.tracking = outcome.object_score is not None
+    msg.object_score = _finite(outcome.object_score) if outcome.object_score is not None else 0.0
+    fsg = outcome.frames_since_grounding
+    msg.frames_since_grounding = int(min(max(fsg, 0), 2**32 - 1)) if fsg is not None else 0
     msg.depth_message = outcome.depth_message
     msg.target_frame = outcome.target_frame
     msg.target_message = outcome.target_message

@@ -16,7 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 __all__ = ["PARAMETERS", "ParamSpec", "StartupError", "check_value", "cross_check", "is_builtin"]
 
-MODES = ("on_command", "continuous")
+MODES = ("on_command", "continuous", "track")
 IMAGE_QOS = ("sensor_data", "reliable", "best_effort")
 PROPOSALS = ("cam_points", "automatic")
 PROFILES = ("default", "large", "tiny-random")
@@ -88,8 +88,26 @@ PARAMETERS: dict[str, ParamSpec] = {
                                 float_range=(0.0, 1.0)),
     # --- behaviour ---
     "mode": ParamSpec("on_command", "'on_command': segment the newest frame once per received expression; "
-                      "'continuous': every new frame with the active expression, at most max_rate_hz.",
+                      "'continuous': every new frame with the active expression, at most max_rate_hz; 'track': "
+                      "ground the expression once, then follow the object on every frame (at most max_rate_hz) "
+                      "with the tracker_model, re-grounding when lost or every reground_period.",
                       choices=MODES),
+    # --- tracking (mode track) ---
+    "tracker_model": ParamSpec("", "mode track: SAM 2.1 / EdgeTAM video model id or local dir; '' = by model profile "
+                               "(default: facebook/sam2.1-hiera-tiny, large: facebook/sam2.1-hiera-base-plus, "
+                               "tiny-random: tiny-random). Read at configure / first use.", read_only=True),
+    "proposals_model": ParamSpec("sam", "Grounding's proposal network: 'sam' (SAM v1, the `sam` model) or a SAM 2.1 / "
+                                 "EdgeTAM id (shares the image encoder with the tracker when tracker_model is the same "
+                                 "model).", read_only=True),
+    "lost_threshold": ParamSpec(0.0, "mode track: object-score logit at or below which a frame counts as lost "
+                                "(0 = SAM 2's own rule).", float_range=(-100.0, 100.0)),
+    "lost_frames": ParamSpec(15, "mode track: consecutive lost frames that trigger a re-grounding.",
+                             int_range=(1, 100_000)),
+    "reground_period": ParamSpec(30.0, "mode track: seconds between periodic re-groundings (drift); 0 = never.",
+                                 float_range=(0.0, 86400.0)),
+    "background_regrounding": ParamSpec(True, "mode track: re-ground (lost/period) on a background thread while the "
+                                        "old track keeps being tracked, then re-seed; false: re-ground in line.",
+                                        read_only=True),
     "max_rate_hz": ParamSpec(2.0, "Continuous mode: maximum segmentations per second (0 = as fast as the model "
                              "allows).", float_range=(0.0, 100.0)),
     "max_frame_age": ParamSpec(2.0, "Oldest frame (s, by its header stamp against this node's clock) an expression "

@@ -57,12 +57,14 @@ class Processor:
         self.now_ns = now_ns
         self.to_target_frame = to_target_frame  # (target_frame, header) -> (RigidTransform | None, reason)
         self.lock = threading.Lock()
-        self._cached_seq: int | None = None
+        #: (frame seq, segmenter.image_generation) of the image set in the segmenter by run(); any other
+        #: set_image (a tracker's grounding) bumps the generation and so invalidates it
+        self._cached: tuple[int, int] | None = None
 
     def forget_image(self) -> None:
         """Drop the per-image caches (deactivation; frees the image embeddings)."""
         with self.lock:
-            self._cached_seq = None
+            self._cached = None
             if self.segmenter is not None:
                 self.segmenter.reset_image()
 
@@ -90,10 +92,12 @@ class Processor:
         stage = "image"
         try:
             with self.lock:
-                if frame.seq < 0 or frame.seq != self._cached_seq:
-                    self._cached_seq = None
+                gen = getattr(self.segmenter, "image_generation", None)
+                if frame.seq < 0 or gen is None or self._cached != (frame.seq, gen):
+                    self._cached = None
                     self.segmenter.set_image(frame.rgb)
-                    self._cached_seq = frame.seq if frame.seq >= 0 else None
+                    if frame.seq >= 0 and gen is not None:
+                        self._cached = (frame.seq, self.segmenter.image_generation)
                 stage = "expression"
                 result = self.segmenter.segment(expression, **self.overrides())
         except (InvalidInputError, NoImageError) as exc:
@@ -107,20 +111,14 @@ class Processor:
                 message = (f"out of memory on a {frame.rgb.shape[1]}x{frame.rgb.shape[0]} frame "
                            f"(try a smaller image, dtype:=float16 or device:=cpu): {str(exc)[:200]}")
                 with self.lock:
-                    self._cached_seq = None
+                    self._cached = None
                 free_accelerator_memory()
             else:
                 message = f"{type(exc).__name__}: {str(exc)[:300]}"
         seconds = time.perf_counter() - t0
         if result is None:
             return self.failure(frame.header, expression, status, message, frame, seconds, dropped)
-        if not result.found:
-            status, message = out.NOT_FOUND, "no mask proposal passed the selection filters"
-        elif result.confidence < float(self.setting("min_confidence")):
-            status = out.LOW_CONFIDENCE
-            message = f"confidence {result.confidence:.3f} < min_confidence {float(self.setting('min_confidence')):g}"
-        else:
-            status, message = out.OK, ""
+        status, message = self.classify(result)
         o = out.Outcome(frame.header, expression, status, message, result, None, seconds,
                         self.latency(frame, seconds), dropped, (int(frame.rgb.shape[1]), int(frame.rgb.shape[0])))
         o.target_frame = str(self.setting("target_frame"))
@@ -128,6 +126,15 @@ class Processor:
             self.add_3d(o, frame, depth, intrinsics)
         o.processing_time = time.perf_counter() - t0
         return o
+
+    def classify(self, result) -> tuple[str, str]:
+        """(status, message) of a grounding: ok, not_found or low_confidence (min_confidence)."""
+        if not result.found:
+            return out.NOT_FOUND, "no mask proposal passed the selection filters"
+        floor = float(self.setting("min_confidence"))
+        if result.confidence < floor:
+            return out.LOW_CONFIDENCE, f"confidence {result.confidence:.3f} < min_confidence {floor:g}"
+        return out.OK, ""
 
     def target_params(self) -> Target3DParams:
         s = self.setting

@@ -10,7 +10,8 @@ Rules (tested in tests/test_ros_worker.py without DDS):
   ``max_frame_age`` seconds old. Without such a frame the expression waits up to ``max_frame_age`` for
   one, then is answered with a failure (``no_frame`` / ``frame_too_old``) instead of silently never.
 - **continuous**: every new frame (at most ``max_rate_hz``) with the active expression; frames older than
-  ``max_frame_age`` are skipped as stale.
+  ``max_frame_age`` are skipped as stale. **track** schedules like continuous (the expression's first
+  job grounds, every further frame is tracked: ``ros.track``).
 - A new expression pre-empts the old one (``generation``); results of superseded jobs are discarded.
 - Accounting: a frame replaced before the worker took it counts as ``dropped`` only when the worker was
   busy AND the rate cap would have allowed processing it (the model is slower than the stream);
@@ -86,7 +87,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ inputs (callback threads)
     def _wants_frames(self) -> bool:
-        return self.setting("mode") == "continuous" and self.active_expression is not None
+        return self.setting("mode") in ("continuous", "track") and self.active_expression is not None
 
     def _rate_allows(self, now: float) -> bool:
         rate = float(self.setting("max_rate_hz"))
@@ -202,7 +203,7 @@ class Scheduler:
                 return True
             # continuous mode: a re-sent identical expression does not invalidate work on the same target
             return job.trigger == "stream" and job.expression == self.active_expression and \
-                self.setting("mode") == "continuous"
+                self.setting("mode") in ("continuous", "track")
 
 
 class Worker:

@@ -147,11 +147,13 @@ class ReferringTracker:
         background: run re-groundings on a background thread (see the module docstring).
         segment_overrides: per-call `SegmenterConfig` overrides for every grounding (e.g. iterations=1).
         max_image_pixels: larger frames are refused with InvalidInputError.
+        segmenter_lock: the lock that guards the segmenter when other code uses it too (e.g. the ROS
+            node's service); default: a lock of this tracker's own.
     """
 
     def __init__(self, segmenter, tracker_model: TrackerModel | None = None, policy: RegroundPolicy | None = None,
                  *, background: bool = False, segment_overrides: dict | None = None,
-                 max_image_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_image_pixels: int = DEFAULT_MAX_PIXELS, segmenter_lock=None):
         self.segmenter = segmenter
         shared = getattr(getattr(segmenter, "sam", None), "tracker", None)
         if tracker_model is None:
@@ -166,7 +168,8 @@ class ReferringTracker:
         self.background = bool(background)
         self.segment_overrides = dict(segment_overrides or {})
         self.max_image_pixels = int(max_image_pixels)
-        self._segmenter_lock = threading.Lock()  # the one lock: the segmenter has one user at a time
+        # the one lock: the segmenter has one user at a time
+        self._segmenter_lock = segmenter_lock if segmenter_lock is not None else threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
         self._expression: str | None = None

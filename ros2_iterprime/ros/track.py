@@ -1,0 +1,176 @@
+"""``mode: track`` of the node: ground once with IteRPrimE, then follow the object on every frame.
+
+A thin adapter over :class:`ros2_iterprime.tracking.ReferringTracker` (docs/tracking.md): a new
+expression is grounded on a fresh frame (``start``: full IteRPrimE, its mask seeds a SAM 2.1 / EdgeTAM
+streaming session), every further frame is one tracker step (``update``), and the tracker's policy
+re-grounds when the object stays lost for ``lost_frames`` frames or every ``reground_period`` seconds.
+Each frame becomes an :class:`~.outputs.Outcome` like any other result, with ``source`` 'grounding'
+(IteRPrimE ran on this frame), 'tracking' (propagated) or 'none' (no track), the tracker's
+``object_score`` and ``frames_since_grounding``. A lost object is status ``lost`` with an empty mask.
+
+The tracker model is loaded at configure when ``mode`` is track, otherwise at the first track job. It
+shares the node's model lock with the ``~/segment`` service, so the segmenter has one user at a time.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..results import SegmentationResult
+from . import outputs as out
+from .inputs import DepthFrame, Frame
+from .processing import Processor, _is_oom, free_accelerator_memory
+
+__all__ = ["TRACKERS_BY_PROFILE", "TrackRunner", "tracker_id"]
+
+#: tracker_model '' follows the model profile
+TRACKERS_BY_PROFILE = {"default": "facebook/sam2.1-hiera-tiny", "large": "facebook/sam2.1-hiera-base-plus",
+                       "tiny-random": "tiny-random"}
+
+
+def tracker_id(tracker_model: str, profile: str) -> str:
+    """The tracker to load: the parameter when set, else the one that goes with the model profile."""
+    return tracker_model.strip() or TRACKERS_BY_PROFILE.get(profile, TRACKERS_BY_PROFILE["default"])
+
+
+class TrackRunner:
+    """Owns the node's ReferringTracker; turns its TrackResults into Outcomes.
+
+    Args:
+        processor: the node's :class:`Processor` (segmenter, lock, 3-D step, statuses).
+        setting: callable name -> current parameter value.
+        load: callable () -> TrackerModel or None (None: the segmenter's own SAM 2 proposer model).
+    """
+
+    def __init__(self, processor: Processor, setting: Callable[[str], Any], load: Callable[[], Any]):
+        self.processor = processor
+        self.setting = setting
+        self._load = load
+        self.tracker = None
+        self._grounding: SegmentationResult | None = None  # the result the current track was seeded from
+        self._grounding_status = (out.NOT_FOUND, "")
+
+    @property
+    def loaded(self) -> bool:
+        return self.tracker is not None
+
+    def ensure_loaded(self) -> None:
+        """Build the tracker (loading its model) if not done yet; raises what loading raises."""
+        if self.tracker is not None:
+            return
+        from ..tracking import RegroundPolicy, RegroundSettings, ReferringTracker
+
+        model = self._load()
+        s = self.setting
+        policy = RegroundPolicy(RegroundSettings(lost_threshold=float(s("lost_threshold")),
+                                                 lost_frames=int(s("lost_frames")),
+                                                 reground_period=float(s("reground_period"))))
+        self.tracker = ReferringTracker(self.processor.segmenter, model, policy,
+                                        background=bool(s("background_regrounding")),
+                                        segment_overrides=self.processor.overrides(),
+                                        segmenter_lock=self.processor.lock)
+
+    def apply_settings(self) -> None:
+        """Parameters changed at run time: policy thresholds and the grounding overrides."""
+        if self.tracker is None:
+            return
+        from ..tracking import RegroundSettings
+
+        s = self.setting
+        self.tracker.policy.settings = RegroundSettings(lost_threshold=float(s("lost_threshold")),
+                                                        lost_frames=int(s("lost_frames")),
+                                                        reground_period=float(s("reground_period")))
+        self.tracker.segment_overrides = self.processor.overrides()
+
+    def stop(self) -> None:
+        """Forget the expression and the track (mode changed, target cleared, deactivation)."""
+        if self.tracker is not None and self.tracker.expression is not None:
+            self.tracker.stop()
+        self._grounding = None
+
+    def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+        self._grounding = None
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, frame: Frame, expression: str, trigger: str, depth: DepthFrame | None,
+            intrinsics, dropped: int) -> out.Outcome:
+        """One frame of the track: ``start`` for a new expression (or a new frame size), else ``update``."""
+        t0 = time.perf_counter()
+        proc = self.processor
+        try:
+            self.ensure_loaded()
+            self.apply_settings()
+            trk = self.tracker
+            restart = (trigger == "expression" or trk.expression != expression
+                       or trk.frame_size != tuple(frame.rgb.shape[:2]))
+            tr = trk.start(frame.rgb, expression) if restart else trk.update(frame.rgb)
+        except InvalidInputError as exc:  # a bad frame: the track (and the node) go on
+            return proc.failure(frame.header, expression, out.INVALID_IMAGE, str(exc), frame,
+                                time.perf_counter() - t0, dropped)
+        except Exception as exc:
+            if _is_oom(exc):
+                free_accelerator_memory()
+                status, msg = out.OUT_OF_MEMORY, f"out of memory while tracking: {str(exc)[:200]}"
+            else:
+                status, msg = out.MODEL_ERROR, f"tracking failed: {type(exc).__name__}: {str(exc)[:300]}"
+            return proc.failure(frame.header, expression, status, msg, frame, time.perf_counter() - t0, dropped)
+        seconds = time.perf_counter() - t0
+        return self._outcome(frame, tr, seconds, depth, intrinsics, dropped)
+
+    def _outcome(self, frame: Frame, tr, seconds: float, depth, intrinsics, dropped: int) -> out.Outcome:
+        proc = self.processor
+        g = tr.grounding
+        if g is not None:  # IteRPrimE ran (or, in the background, landed) on this frame
+            self._grounding = g
+            self._grounding_status = proc.classify(g)
+        base = self._grounding
+        size = (int(frame.rgb.shape[1]), int(frame.rgb.shape[0]))
+        if tr.source == "grounding" and g is not None and not tr.lost and self._grounding_status[0] == out.OK:
+            status, message, result = out.OK, "", g
+        elif tr.source == "grounding" and g is not None:
+            status, message = self._grounding_status
+            if status == out.OK:  # found, yet the tracker could not take the mask
+                status, message = out.LOST, "the grounding's mask did not seed a track"
+            result = g  # its mask is the fallback guess: the outputs never publish it as the target
+        elif base is not None and self._grounding_status[0] == out.LOW_CONFIDENCE:
+            status, message = self._grounding_status  # a track seeded by a low-confidence grounding
+            result = self._as_result(tr, base, frame)
+        elif tr.lost:
+            status = out.LOST
+            message = ("no track: the last grounding found nothing; re-grounding after lost_frames"
+                       if tr.source == "none" else
+                       f"object score {tr.object_score:.2f} <= lost_threshold {float(self.setting('lost_threshold')):g}")
+            result = self._as_result(tr, base, frame)
+        else:
+            status, message, result = out.OK, "", self._as_result(tr, base, frame)
+        o = out.Outcome(frame.header, tr.expression, status, message, result, None, seconds,
+                        proc.latency(frame, seconds), dropped, size)
+        o.target_frame = str(self.setting("target_frame"))
+        o.source = tr.source
+        o.object_score = tr.object_score
+        o.frames_since_grounding = tr.frames_since_grounding
+        o.extra.update(reground_reason=tr.reground_reason, grounding_pending=bool(tr.grounding_pending),
+                       grounding_applied=g is not None)
+        if status == out.OK:
+            proc.add_3d(o, frame, depth, intrinsics)
+        return o
+
+    @staticmethod
+    def _as_result(tr, base: SegmentationResult | None, frame: Frame) -> SegmentationResult:
+        """A tracked frame as a SegmentationResult: the tracker's mask, the grounding's words and scores."""
+        h, w = frame.rgb.shape[:2]
+        return SegmentationResult(
+            expression=tr.expression, mask=tr.mask, score=float(base.score) if base is not None else 0.0,
+            bbox=tr.bbox, centroid=tr.centroid, heatmap=np.zeros((h, w), np.float32),
+            primary_word=base.primary_word if base is not None else None,
+            kept_tokens=list(base.kept_tokens) if base is not None else [],
+            rounds=base.rounds if base is not None else 0,
+            match_probs=list(base.match_probs) if base is not None else [],
+            found=not tr.lost, timings=dict(tr.timings))
