@@ -17,7 +17,9 @@ refuses anything but tensors and plain containers (no code runs while loading).
 
 The registry (`KINDS`, `KNOWN_REPOS`) says which files each kind of model needs; `ros2_iterprime
 download` fetches exactly those, verifies them and can export self-contained safetensors directories.
-New model families (e.g. video trackers) register here: add a `ModelKind` and their repo ids.
+New model families register here: add a `ModelKind` and their repo ids. Kinds: 'vlm' (BLIP ITM),
+'sam' (SAM v1 proposals) and 'tracker' (SAM 2.1 / EdgeTAM video models, `ros2_iterprime.tracking`;
+their repositories also hold the original `.pt` pickles and YAML files, which are never fetched).
 """
 from __future__ import annotations
 
@@ -52,16 +54,43 @@ class ModelKind:
     """What one kind of model needs on disk.
 
     Attributes:
-        name: 'vlm', 'sam', ... (also the CLI flag, --vlm / --sam, and the node parameter).
+        name: 'vlm', 'sam', 'tracker' (also the `download` flag: --vlm / --sam / --tracker).
         required: (label, any-of file names): every label must be satisfied besides the weights.
         model_class: transformers class that loads the weights.
-        processor_classes: transformers classes of its processors (image processor, tokenizer).
+        processor_classes: transformers classes of its processors (image processor, tokenizer), loaded
+            and re-saved by `download --to`.
+        param: the ROS node parameter that takes this model ('' = `name`).
+        model_types: (config.json ``model_type``, class) pairs for kinds with several model classes;
+            `model_class` is the fallback.
+        copy_files: processor files copied verbatim by `download --to` when the checkpoint has them
+            (for processors that cannot be instantiated everywhere, e.g. the torchvision-only SAM 2 ones).
     """
 
     name: str
     required: tuple[tuple[str, tuple[str, ...]], ...]
     model_class: str
     processor_classes: tuple[str, ...]
+    param: str = ""
+    model_types: tuple[tuple[str, str], ...] = ()
+    copy_files: tuple[str, ...] = ()
+
+    @property
+    def node_param(self) -> str:
+        return self.param or self.name
+
+    def class_for(self, location: Path | None) -> str:
+        """The model class name for the checkpoint in `location` (by its config.json ``model_type``)."""
+        if self.model_types and location is not None:
+            import json
+
+            try:
+                model_type = str(json.loads((Path(location) / "config.json").read_text()).get("model_type", ""))
+            except (OSError, ValueError, AttributeError):
+                model_type = ""
+            for prefix, cls in self.model_types:
+                if model_type == prefix:
+                    return cls
+        return self.model_class
 
 
 KINDS: dict[str, ModelKind] = {
@@ -75,7 +104,26 @@ KINDS: dict[str, ModelKind] = {
         ("config", ("config.json",)),
         ("image processor", ("preprocessor_config.json",)),
     ), "SamModel", ("SamImageProcessorPil",)),
+    # SAM 2.1 / EdgeTAM video models (tracking; also SAM 2 proposals). The converters
+    # (transformers convert_sam2_video_to_hf.py / convert_edgetam_video_to_hf.py) save the model
+    # (config.json, model.safetensors) and a Sam2VideoProcessor (preprocessor_config.json,
+    # video_preprocessor_config.json, processor_config.json). Only config + weights are required:
+    # `tracking.models.load_tracker` falls back to the processor defaults (1024 px, ImageNet mean/std).
+    "tracker": ModelKind("tracker", (
+        ("config", ("config.json",)),
+    ), "Sam2VideoModel", (), param="tracker_model",
+        model_types=(("sam2_video", "Sam2VideoModel"), ("edgetam_video", "EdgeTamVideoModel")),
+        copy_files=("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")),
 }
+
+#: published tracker checkpoints (`tracking.models.KNOWN_TRACKERS`; `download --tracker ID`)
+TRACKER_REPOS: tuple[str, ...] = (
+    "facebook/sam2.1-hiera-tiny",
+    "facebook/sam2.1-hiera-small",
+    "facebook/sam2.1-hiera-base-plus",
+    "facebook/sam2.1-hiera-large",
+    "facebook/EdgeTAM",
+)
 
 #: hub repositories this package knows, with their kind (`download --repo ID` accepts these)
 KNOWN_REPOS: dict[str, str] = {
@@ -86,6 +134,7 @@ KNOWN_REPOS: dict[str, str] = {
     "facebook/sam-vit-base": "sam",
     "facebook/sam-vit-large": "sam",
     "facebook/sam-vit-huge": "sam",
+    **{repo: "tracker" for repo in TRACKER_REPOS},
 }
 
 

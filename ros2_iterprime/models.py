@@ -55,10 +55,10 @@ class LoadedModels:
     blip: Any  # transformers.BlipForImageTextRetrieval
     blip_processor: Any  # transformers.BlipImageProcessorPil
     tokenizer: Any  # a fast BERT tokenizer (offsets are needed)
-    sam: Any  # transformers.SamModel
-    sam_processor: Any  # transformers.SamImageProcessorPil
+    sam: Any  # transformers.SamModel; None when skipped (SAM 2.1 / EdgeTAM proposals: `load_models(sam=None)`)
+    sam_processor: Any  # transformers.SamImageProcessorPil; None with sam
     vlm_id: str
-    sam_id: str
+    sam_id: str | None  # None when SAM v1 was not loaded
     device: torch.device
     dtype: torch.dtype  # of the two image encoders; everything else runs in fp32
 
@@ -107,19 +107,28 @@ _offline = hub_offline
 
 
 def missing_weights_message(kind: str, model_id: str, reason: str, cache_dir: str | None = None) -> str:
-    """The one error text for a model that cannot be loaded: what failed and the route that works."""
+    """The one error text for a model that cannot be loaded: what failed and the route that works.
+
+    `kind` names the `download` flag (--vlm / --sam / --tracker) and, through `checkpoints.KINDS`, the
+    ROS node parameter (vlm / sam / tracker_model).
+    """
     if os.path.isdir(model_id):
         how = (f"the directory {model_id!r} must hold config.json and model.safetensors or pytorch_model.bin, "
                "plus the tokenizer / preprocessor files, as written by `ros2_iterprime download --to DIR` "
                "(model and processors' save_pretrained)")
     else:
         name = checkpoints.export_name(model_id)
+        spec = checkpoints.KINDS.get(kind)
+        param = spec.node_param if spec is not None else kind
+        use, smoke = f"--{kind} DIR/{name}", "--model tiny-random"
+        if kind == "tracker":
+            use, smoke = f"load_tracker('DIR/{name}')", "the tracker 'tiny-random'"
         how = (f"on a machine with internet run `ros2_iterprime download --{kind} {model_id}` (it fetches the "
                "weights the repository publishes, model.safetensors or else pytorch_model.bin, with the config, "
                "tokenizer and processor files, and verifies them); then either copy the model cache "
                f"({checkpoints.hub_cache_dir(cache_dir)}) to this machine and set HF_HUB_OFFLINE=1, or add "
-               f"`--to DIR` and pass the folder it writes (--{kind} DIR/{name}; ROS node: -p {kind}:=DIR/{name}). "
-               "Use --model tiny-random for a weight-free smoke run")
+               f"`--to DIR` and pass the folder it writes ({use}; ROS node: -p {param}:=DIR/{name}). "
+               f"Use {smoke} for a weight-free smoke run")
     return f"{kind.upper()} model {model_id!r} could not be loaded: {reason}. To get it, {how}."
 
 
@@ -202,7 +211,7 @@ def _from_pretrained(cls, kind: str, model_id: str, local_files_only: bool | Non
 
 def load_models(
     vlm: str = DEFAULT_VLM,
-    sam: str = DEFAULT_SAM,
+    sam: str | None = DEFAULT_SAM,
     *,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
@@ -210,7 +219,12 @@ def load_models(
     cache_dir: str | None = None,
     seed: int = 0,
 ) -> LoadedModels:
-    """Load (or build, for 'tiny-random') both models, frozen, in eval mode, on `device`."""
+    """Load (or build, for 'tiny-random') both models, frozen, in eval mode, on `device`.
+
+    `sam=None` skips SAM v1 (``LoadedModels.sam`` / ``sam_processor`` / ``sam_id`` are None): for a
+    segmenter whose proposals come from a SAM 2.1 / EdgeTAM model (`SegmenterConfig.proposals_model`),
+    which then needs only BLIP + that model on disk.
+    """
     from transformers import (  # local import: keep package import light
         AutoTokenizer,
         BlipForImageTextRetrieval,
@@ -233,7 +247,10 @@ def load_models(
         blip = load_pretrained(BlipForImageTextRetrieval, "vlm", vlm, attn_implementation="eager", **common)
         blip_proc = load_pretrained(BlipImageProcessorPil, "vlm", vlm, **common)
         tok = load_pretrained(AutoTokenizer, "vlm", vlm, use_fast=True, **common)
-    if sam == TINY:
+    if sam is None:
+        sam_model, sam_proc = None, None
+        LOG.info("SAM v1 not loaded (sam=None): proposals come from another model")
+    elif sam == TINY:
         sam_model, sam_proc = build_tiny_sam(seed)
     else:
         common = dict(local_files_only=local_files_only, cache_dir=cache_dir)
@@ -242,6 +259,8 @@ def load_models(
     if not getattr(tok, "is_fast", False):
         raise ModelNotFoundError(f"VLM {vlm!r}: a fast tokenizer (tokenizer.json) is required for word offsets")
     for m in (blip, sam_model):
+        if m is None:
+            continue
         m.eval()
         m.requires_grad_(False)  # Grad-CAM takes gradients w.r.t. attention maps only, never parameters
         m.to(device=dev, dtype=torch.float32)
@@ -249,13 +268,16 @@ def load_models(
     # path (BLIP text encoder + ITM head) stays fp32 because attention gradients underflow fp16, and
     # SAM's small prompt decoder stays fp32 so mask boundaries do not move (tests/test_bench.py).
     blip.vision_model.to(dtype=dt)
-    sam_model.vision_encoder.to(dtype=dt)
+    if sam_model is not None:
+        sam_model.vision_encoder.to(dtype=dt)
     return LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
 
 
-def default_repos(vlm: str = DEFAULT_VLM, sam: str = DEFAULT_SAM) -> list[tuple[str, str]]:
-    """[(repo id, kind)] for a (vlm, sam) pair, without 'tiny-random'."""
-    return [(r, k) for r, k in ((vlm, "vlm"), (sam, "sam")) if r != TINY]
+def default_repos(vlm: str | None = DEFAULT_VLM, sam: str | None = DEFAULT_SAM,
+                  tracker: str | None = None) -> list[tuple[str, str]]:
+    """[(repo id, kind)] for a (vlm, sam[, tracker]) set, without 'tiny-random*' names and None."""
+    return [(r, k) for r, k in ((vlm, "vlm"), (sam, "sam"), (tracker, "tracker"))
+            if r is not None and not r.startswith(TINY)]
 
 
 @dataclass
@@ -274,16 +296,25 @@ class DownloadResult:
 def export_checkpoint(model_id: str, kind: str, out_dir: str | os.PathLike, cache_dir: str | None = None) -> str:
     """Write a self-contained safetensors directory of one checkpoint (model + processors, save_pretrained).
 
-    The result loads with --vlm/--sam DIR (or the node's vlm/sam parameters) on a machine with no hub access.
+    The result loads with --vlm/--sam DIR (or the node's vlm/sam/tracker_model parameters, or
+    `tracking.load_tracker(DIR)`) on a machine with no hub access. The model class follows the
+    checkpoint's config.json (`ModelKind.class_for`: Sam2VideoModel or EdgeTamVideoModel for a tracker);
+    processor files the kind lists in ``copy_files`` are copied as they are.
     """
+    import shutil
+
     import transformers
 
     spec = checkpoints.KINDS[kind]
     out = os.path.join(os.fspath(out_dir), checkpoints.export_name(model_id))
     os.makedirs(out, exist_ok=True)
-    for name in (spec.model_class, *spec.processor_classes):
+    src = checkpoints.locate(model_id, cache_dir)
+    for name in (spec.class_for(src), *spec.processor_classes):
         obj = load_pretrained(getattr(transformers, name), kind, model_id, local_files_only=True, cache_dir=cache_dir)
         obj.save_pretrained(out)
+    for name in spec.copy_files:
+        if src is not None and (src / name).is_file():
+            shutil.copyfile(src / name, os.path.join(out, name))  # follows the cache's links
     rep = checkpoints.check_location(out, kind)
     if not rep.ok or rep.weights is None or rep.weights.format != checkpoints.SAFETENSORS:
         raise ModelNotFoundError(f"export of {model_id!r} to {out} is incomplete: {rep.describe()}")

@@ -1,5 +1,6 @@
-"""A hub-faithful model cache for tests: `Salesforce/blip-itm-base-coco` and `facebook/sam-vit-base`
-laid out exactly as `huggingface_hub` caches them, with the files those repositories publish, shrunk.
+"""A hub-faithful model cache for tests: `Salesforce/blip-itm-base-coco`, `facebook/sam-vit-base` and
+`facebook/sam2.1-hiera-tiny` laid out exactly as `huggingface_hub` caches them, with the files those
+repositories publish (the ones `download` fetches), shrunk.
 
     build_hub_cache(tmp_path / "hf_home")   # then HF_HOME=<that> HF_HUB_OFFLINE=1, or cache_dir=<hub dir>
 
@@ -16,6 +17,12 @@ What each repository holds here (as on the hub's `main`):
   special tokens at their real ids and no [DEC]/[ENC]; the word list is a small one padded with
   [unusedN] entries), and preprocessor_config.json (384x384, OpenAI CLIP mean/std).
 - SAM: config.json, model.safetensors, preprocessor_config.json (longest edge 1024).
+- SAM 2.1 hiera-tiny (tracker): the files transformers' converter writes (`convert_sam2_video_to_hf.py`:
+  `Sam2VideoProcessor.save_pretrained` + `Sam2VideoModel.save_pretrained`) and that the hub's main holds
+  since "Add Transformers weights (#1)": config.json (model_type sam2_video), model.safetensors,
+  preprocessor_config.json, video_preprocessor_config.json, processor_config.json. The repository also
+  holds the original `sam2.1_hiera_tiny.pt` pickle and `sam2.1_hiera_t.yaml`, which `download` never
+  fetches (see `SAM21_HUB_LISTING`). Sources of each file's content: `sam21_fixture_files`.
 
 State-dict key names are those of the checkpoints (transformers 4.26 / 4.29 module names, unchanged
 in 5.x), including the BLIP text `embeddings.position_ids` buffer that the old save kept and 5.x no
@@ -38,6 +45,12 @@ from ros2_iterprime.models import TINY_WORDS, bert_layout_vocab, bert_uncased_ba
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 SAM_REPO = "facebook/sam-vit-base"
+SAM21_REPO = "facebook/sam2.1-hiera-tiny"
+#: the files on `main` of facebook/sam2.1-hiera-tiny: the original release (.gitattributes, README.md,
+#: sam2.1_hiera_t.yaml, sam2.1_hiera_tiny.pt; hub file listing) plus the converter's transformers files
+SAM21_HUB_LISTING = [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+                     "processor_config.json", "sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt",
+                     "video_preprocessor_config.json"]
 FIXTURE_TEXT_LAYERS = 12  # the real depth (cheap at width 48): the default Grad-CAM layer is 7 as with the real model
 FIXTURE_WORDS = [*TINY_WORDS, "zebra", "square", "grey", "background", "bright"]
 
@@ -164,15 +177,88 @@ def sam_fixture_files(seed: int = 0) -> dict[str, bytes]:
     }
 
 
+# ------------------------------------------------------------------------------------------ SAM 2.1 (tracker)
+#: processor files of the SAM 2.1 repositories. processor_config.json: as published (hub file of
+#: facebook/sam2.1-hiera-tiny main, identical in -small / -base-plus). The two others: what
+#: `Sam2ImageProcessorFast()` / `Sam2VideoVideoProcessor()` (the converter's processors) save, from their
+#: class defaults in transformers 5.23 (`image_processing_sam2.py`, `video_processing_sam2_video.py`:
+#: 1024x1024, bilinear (2), rescale 1/255, ImageNet mean/std, image masks 256x256); those classes need
+#: torchvision and cannot be instantiated here, and the exact key set of the hub files is not verified.
+SAM21_PROCESSOR_CONFIG = {"point_pad_value": -10, "processor_class": "Sam2VideoProcessor", "target_size": 1024}
+_SAM21_COMMON = {
+    "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+    "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "processor_class": "Sam2VideoProcessor",
+    "resample": 2, "rescale_factor": 0.00392156862745098, "size": {"height": 1024, "width": 1024},
+}
+SAM21_PREPROCESSOR = {**_SAM21_COMMON, "image_processor_type": "Sam2ImageProcessorFast",
+                      "mask_size": {"height": 256, "width": 256}}
+SAM21_VIDEO_PREPROCESSOR = {**_SAM21_COMMON, "video_processor_type": "Sam2VideoVideoProcessor"}
+
+
+def sam21_fixture_config() -> dict:
+    """The SAM 2.1 hiera-tiny config.json with widths/depths shrunk (every key kept; 1024 px kept).
+
+    Keys and values: `tracking.models.published_config("sam2.1-hiera-tiny")` (the converter's
+    `get_config("sam2.1_hiera_tiny")`: `Sam2VideoConfig` defaults with both SAM 2.1 flags on) as
+    transformers 5.23's `save_pretrained` writes it. Kept: 1024 px, the feature sizes 256/128/64, the
+    window sizes, 7 memories, 16 object pointers, 64-channel memories. Shrunk: Hiera widths 8..64 and
+    blocks [1, 1, 2, 1], hidden size 128 (see `tracking.models` for the 64/128 constraints), one layer
+    per memory-attention / fuser / two-way transformer.
+    """
+    import tempfile
+
+    from ros2_iterprime.tracking.models import published_config
+
+    with tempfile.TemporaryDirectory() as d:
+        published_config(SAM21_REPO).save_pretrained(d)
+        cfg = json.loads((Path(d) / "config.json").read_text())
+    v = cfg["vision_config"]
+    v["backbone_config"].update(hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64],
+                                num_attention_heads_per_stage=[1, 1, 2, 2], blocks_per_stage=[1, 1, 2, 1],
+                                global_attention_blocks=[3])
+    v.update(backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=128)
+    cfg["prompt_encoder_config"].update(hidden_size=128)
+    cfg["mask_decoder_config"].update(hidden_size=128, mlp_dim=64, num_hidden_layers=1, num_attention_heads=2,
+                                      iou_head_hidden_dim=16)
+    cfg.update(memory_attention_hidden_size=128, memory_attention_num_layers=1,
+               memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=128,
+               mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=64,
+               memory_fuser_num_layers=1, architectures=["Sam2VideoModel"])
+    return cfg
+
+
+def sam21_fixture_files(seed: int = 0) -> dict[str, bytes]:
+    import tempfile
+
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    cfg = sam21_fixture_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 2)
+        model = Sam2VideoModel(Sam2VideoConfig.from_dict(json.loads(json.dumps(cfg))))
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)  # safetensors, as the converter's save_pretrained
+        weights = (Path(d) / "model.safetensors").read_bytes()
+    return {
+        "config.json": _json(cfg),
+        "model.safetensors": weights,
+        "preprocessor_config.json": _json(SAM21_PREPROCESSOR),
+        "video_preprocessor_config.json": _json(SAM21_VIDEO_PREPROCESSOR),
+        "processor_config.json": _json(SAM21_PROCESSOR_CONFIG),
+    }
+
+
 # ------------------------------------------------------------------------------------------ entry point
-def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0) -> HubFixture:
-    """Write both repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses)."""
+def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0, tracker: bool = True) -> HubFixture:
+    """Write the repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses); `tracker`: with SAM 2.1."""
     hf_home = Path(hf_home)
     hub = hf_home / "hub"
     snaps = {
         BLIP_REPO: write_cached_repo(hub, BLIP_REPO, blip_fixture_files(seed), lfs={"pytorch_model.bin"}),
         SAM_REPO: write_cached_repo(hub, SAM_REPO, sam_fixture_files(seed), lfs={"model.safetensors"}),
     }
+    if tracker:
+        snaps[SAM21_REPO] = write_cached_repo(hub, SAM21_REPO, sam21_fixture_files(seed), lfs={"model.safetensors"})
     return HubFixture(hf_home, hub, snaps)
 
 

@@ -1,10 +1,12 @@
 """The real-checkpoint route, tested offline on a hub-faithful model cache (tests/hub_fixture.py).
 
-`Salesforce/blip-itm-base-coco` (pytorch_model.bin only, as on the hub's main) and
-`facebook/sam-vit-base` (safetensors) are written into a temp HF_HOME laid out as huggingface_hub
-caches them; then, with HF_HUB_OFFLINE=1: `segment --model default`, `load_segmenter("default")`,
-`download` (verify only; exit 1 naming a missing file), `download --to DIR` and the exported folders,
-the unsafe-pickle refusal, and the ROS node with `model:=default`. Random weights: plumbing, not accuracy.
+`Salesforce/blip-itm-base-coco` (pytorch_model.bin only, as on the hub's main), `facebook/sam-vit-base`
+(safetensors) and the tracker `facebook/sam2.1-hiera-tiny` (safetensors + SAM 2 processor files) are
+written into a temp HF_HOME laid out as huggingface_hub caches them; then, with HF_HUB_OFFLINE=1:
+`segment --model default`, `load_segmenter("default")`, `download` (verify only; exit 1 naming a missing
+file), `download --tracker`, `download --to DIR` and the exported folders, `load_tracker` of the hub id
+and of its export, SAM 2.1 proposals without SAM v1 on disk, the unsafe-pickle refusal, and the ROS node
+with `model:=default`. Random weights: plumbing, not accuracy.
 """
 from __future__ import annotations
 
@@ -53,13 +55,16 @@ def test_cache_is_laid_out_as_the_hub_publishes(hub):
     info = scan_cache_dir(hub.hub)
     assert not info.warnings
     repos = {r.repo_id: r for r in info.repos}
-    assert set(repos) == {hf.BLIP_REPO, hf.SAM_REPO}
+    assert set(repos) == {hf.BLIP_REPO, hf.SAM_REPO, hf.SAM21_REPO}
     blip_files = {f.file_name for rev in repos[hf.BLIP_REPO].revisions for f in rev.files}
     assert blip_files == {"config.json", "pytorch_model.bin", "preprocessor_config.json", "tokenizer.json",
                           "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"}
     assert not any(f.endswith(".safetensors") for f in blip_files)  # .bin only, as on main
     assert {f.file_name for rev in repos[hf.SAM_REPO].revisions for f in rev.files} == {
         "config.json", "model.safetensors", "preprocessor_config.json"}
+    assert {f.file_name for rev in repos[hf.SAM21_REPO].revisions for f in rev.files} == {
+        "config.json", "model.safetensors", "preprocessor_config.json", "video_preprocessor_config.json",
+        "processor_config.json"}
     assert all(r.refs == {"main"} for rev in info.repos for r in rev.revisions)
 
     snap = hub.snapshots[hf.BLIP_REPO]
@@ -82,6 +87,26 @@ def test_cache_is_laid_out_as_the_hub_publishes(hub):
     assert pre["size"] == {"height": 384, "width": 384} and pre["image_mean"][0] == 0.48145466
     sam_pre = json.loads((hub.snapshots[hf.SAM_REPO] / "preprocessor_config.json").read_text())
     assert sam_pre["size"] == {"longest_edge": 1024}
+    # SAM 2.1: every key of the converter's Sam2VideoConfig as save_pretrained writes it, shrunk widths
+    import tempfile
+
+    from ros2_iterprime.tracking import published_config
+
+    s21 = hub.snapshots[hf.SAM21_REPO]
+    cfg21 = json.loads((s21 / "config.json").read_text())
+    with tempfile.TemporaryDirectory() as d:
+        published_config(hf.SAM21_REPO).save_pretrained(d)
+        full = json.loads((Path(d) / "config.json").read_text())
+    # (the model's save_pretrained, as in the converter, adds "architectures")
+    assert set(cfg21) == set(full) | {"architectures"} and cfg21["architectures"] == ["Sam2VideoModel"]
+    assert cfg21["model_type"] == "sam2_video"
+    for sub in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
+        assert set(cfg21[sub]) == set(full[sub]), sub
+    assert set(cfg21["vision_config"]["backbone_config"]) == set(full["vision_config"]["backbone_config"])
+    assert (cfg21["image_size"], cfg21["num_maskmem"], cfg21["max_object_pointers_in_encoder"]) == (1024, 7, 16)
+    assert cfg21["enable_temporal_pos_encoding_for_object_pointers"] and cfg21["enable_occlusion_spatial_embedding"]
+    assert json.loads((s21 / "processor_config.json").read_text()) == {
+        "point_pad_value": -10, "processor_class": "Sam2VideoProcessor", "target_size": 1024}
     state = torch.load(snap / "pytorch_model.bin", weights_only=True)
     assert "text_encoder.embeddings.position_ids" in state and "itm_head.weight" in state
 
@@ -195,11 +220,13 @@ def test_cli_segment_default_offline(hub, scene, tmp_path):
 
 
 def test_download_offline_verifies_and_reports_the_cache(hub):
-    r = run_cli(["download"], hf.fixture_env(hub))
+    r = run_cli(["download", "--tracker", hf.SAM21_REPO], hf.fixture_env(hub))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "HF_HUB_OFFLINE=1: nothing is fetched" in r.stdout
     assert "Salesforce/blip-itm-base-coco (vlm): OK" in r.stdout and "weights pytorch_model.bin" in r.stdout
     assert "facebook/sam-vit-base (sam): OK" in r.stdout and "weights model.safetensors" in r.stdout
+    assert "facebook/sam2.1-hiera-tiny (tracker): OK" in r.stdout
+    assert r.stdout.count("weights model.safetensors") == 2  # SAM and the tracker
 
 
 def test_download_offline_names_a_missing_tokenizer(hub, tmp_path):
@@ -235,6 +262,106 @@ def test_download_to_dir_writes_loadable_safetensors_folders(hub, scene, tmp_pat
     assert len(list(out.glob("*_mask.png"))) == 1
 
 
+# ------------------------------------------------------------------------------------------ tracker (SAM 2.1)
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_load_tracker_reads_the_cached_hub_id_offline(hub, offline, caplog):
+    from tracking_helpers import block_frame, red_mask
+
+    from ros2_iterprime.tracking import StreamingSession, load_tracker
+
+    with caplog.at_level(logging.INFO, logger="ros2_iterprime.models"):
+        tm = load_tracker(hf.SAM21_REPO, cache_dir=str(hub.hub), device="cpu")
+    assert "weights read from model.safetensors" in caplog.text
+    assert type(tm.model).__name__ == "Sam2VideoModel" and tm.family == "sam2" and not tm.is_tiny
+    assert (tm.num_maskmem, tm.max_object_pointers) == (7, 16)
+    # geometry from the checkpoint's video_preprocessor_config.json
+    assert tm.geometry.size == 1024 and tm.geometry.mean == (0.485, 0.456, 0.406)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sess = StreamingSession(tm)
+        assert sess.seed(block_frame(0), red_mask(block_frame(0))).object_score == 10.0  # mask prompt as output
+        out = sess.track(block_frame(1))
+    finally:
+        torch.set_num_threads(n)
+    assert out.mask.shape == block_frame(1).shape[:2] and np.isfinite(out.object_score)
+
+
+def test_download_to_dir_exports_a_loadable_tracker(hub, offline, tmp_path, capsys):
+    from ros2_iterprime import cli
+    from ros2_iterprime.tracking import load_tracker
+
+    to = tmp_path / "export"
+    assert cli.main(["download", "--repo", hf.SAM21_REPO, "--cache-dir", str(hub.hub), "--to", str(to)]) == 0
+    out = capsys.readouterr().out
+    d = to / "sam2.1-hiera-tiny"
+    assert f"-p tracker_model:={d}" in out and f"load_tracker({str(d)!r})" in out and "segment IMAGE" not in out
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json",
+                                                   "processor_config.json", "video_preprocessor_config.json"]
+    snap = hub.snapshots[hf.SAM21_REPO]
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json"):
+        assert (d / name).read_bytes() == (snap / name).read_bytes(), name  # copied as published
+    assert json.loads((d / "config.json").read_text())["model_type"] == "sam2_video"
+    # self-contained: loads from the folder with an empty cache, same weights as the cached checkpoint
+    exported = load_tracker(str(d), device="cpu", cache_dir=str(tmp_path / "empty"))
+    cached = load_tracker(hf.SAM21_REPO, cache_dir=str(hub.hub), device="cpu")
+    a, b = exported.model.state_dict(), cached.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert exported.geometry == cached.geometry and exported.family == "sam2"
+
+
+def test_missing_tracker_message_gives_the_download_command_that_works(hub, offline, tmp_path, capsys):
+    import re
+    import shlex
+
+    from ros2_iterprime import cli
+    from ros2_iterprime.errors import ModelNotFoundError
+    from ros2_iterprime.tracking import load_tracker
+
+    with pytest.raises(ModelNotFoundError) as ei:
+        load_tracker("facebook/sam2.1-hiera-small", cache_dir=str(hub.hub), device="cpu")
+    msg = str(ei.value)
+    assert "-p tracker_model:=DIR/sam2.1-hiera-small" in msg and "load_tracker('DIR/sam2.1-hiera-small')" in msg
+    command = re.search(r"`ros2_iterprime (download [^`]+)`", msg).group(1)
+    assert command == "download --tracker facebook/sam2.1-hiera-small"
+    # the command the message gives is a real one: offline it verifies and names what is missing
+    assert cli.main(shlex.split(command) + ["--cache-dir", str(hub.hub)]) == 1
+    out = capsys.readouterr()
+    assert "facebook/sam2.1-hiera-small (tracker): MISSING" in out.out
+    assert "facebook/sam2.1-hiera-tiny" not in out.out  # only what was asked (+ the profile's BLIP/SAM)
+
+
+def test_sam21_proposals_need_only_blip_and_sam21_on_disk(hub, offline, tmp_path):
+    """A robot that grounds with SAM 2.1 proposals and tracks with SAM 2.1: BLIP + SAM 2.1, no SAM v1."""
+    from ros2_iterprime.errors import ModelNotFoundError
+    from ros2_iterprime.predictor import SegmenterConfig, load_segmenter
+    from ros2_iterprime.tracking import ReferringTracker, RegroundPolicy
+    from ros2_iterprime.tracking.proposer import Sam2Proposer
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    for repo in (hf.BLIP_REPO, hf.SAM21_REPO):  # no facebook/sam-vit-base in this cache
+        folder = "models--" + repo.replace("/", "--")
+        shutil.copytree(hub.hub / folder, cache / folder, symlinks=True)
+    with pytest.raises(ModelNotFoundError, match="facebook/sam-vit-base"):  # SAM v1 proposals need SAM v1
+        load_segmenter("default", cache_dir=str(cache), device="cpu")
+    cfg = SegmenterConfig(proposals_model=hf.SAM21_REPO, iterations=1)
+    seg = load_segmenter("default", config=cfg, cache_dir=str(cache), device="cpu")
+    assert seg.models.sam is None and seg.models.sam_processor is None and seg.models.sam_id is None
+    assert isinstance(seg.sam, Sam2Proposer) and seg.sam.tracker.model_id == hf.SAM21_REPO
+    img = np.asarray(Image.new("RGB", (160, 120), (90, 90, 90)))
+    tr = ReferringTracker(seg, policy=RegroundPolicy(reground_period=0))
+    assert tr.session.tracker.model is seg.sam.model  # one SAM 2.1 model: proposals and tracking
+    first = tr.start(img, "the red square")
+    nxt = tr.update(img)
+    assert first.source == "grounding" and first.mask.shape == nxt.mask.shape == (120, 160)
+    assert first.grounding is not None and first.grounding.mask.shape == (120, 160)
+
+
 # ------------------------------------------------------------------------------------------ online route
 #: the files on `main` of the two repositories (hub file listings)
 HUB_LISTINGS = {
@@ -242,6 +369,7 @@ HUB_LISTINGS = {
                    "special_tokens_map.json", "tf_model.h5", "tokenizer.json", "tokenizer_config.json", "vocab.txt"],
     hf.SAM_REPO: [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
                   "pytorch_model.bin", "tf_model.h5"],
+    hf.SAM21_REPO: list(hf.SAM21_HUB_LISTING),
 }
 
 
@@ -277,6 +405,16 @@ def test_download_fetches_the_published_weight_format_and_verifies(fake_hub, tmp
     assert fake_hub[hf.SAM_REPO] == ["model.safetensors", "config.json", "preprocessor_config.json"]
     out = capsys.readouterr().out
     assert "Salesforce/blip-itm-base-coco (vlm): OK" in out and "facebook/sam-vit-base (sam): OK" in out
+
+
+def test_download_tracker_fetches_safetensors_and_processor_files_not_the_pickle(fake_hub, tmp_path, capsys):
+    from ros2_iterprime import cli
+
+    assert cli.main(["download", "--repo", hf.SAM21_REPO, "--cache-dir", str(tmp_path / "cache")]) == 0
+    # the repository also holds the original sam2.1_hiera_tiny.pt (a pickle) and its YAML: never fetched
+    assert fake_hub == {hf.SAM21_REPO: ["model.safetensors", "config.json", "preprocessor_config.json",
+                                        "processor_config.json", "video_preprocessor_config.json"]}
+    assert "facebook/sam2.1-hiera-tiny (tracker): OK" in capsys.readouterr().out
 
 
 def test_uncached_model_is_fetched_then_loaded(fake_hub, tmp_path):

@@ -66,6 +66,10 @@ def scripted_scores(monkeypatch, tracker: ReferringTracker, scores):
 def test_known_trackers_and_published_configs():
     assert KNOWN_TRACKERS == ("facebook/sam2.1-hiera-tiny", "facebook/sam2.1-hiera-small",
                               "facebook/sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-large", "facebook/EdgeTAM")
+    from ros2_iterprime.checkpoints import KINDS, KNOWN_REPOS
+
+    assert all(KNOWN_REPOS[t] == "tracker" for t in KNOWN_TRACKERS)  # `download --tracker ID` / `--repo ID`
+    assert KINDS["tracker"].node_param == "tracker_model"
     tiny = published_config("facebook/sam2.1-hiera-tiny")
     bb = tiny.vision_config.backbone_config
     assert (tiny.image_size, tiny.num_maskmem, tiny.max_object_pointers_in_encoder) == (1024, 7, 16)

@@ -137,3 +137,31 @@ def test_background_reseed_reuses_the_snapshot_features(one_thread):
     finally:
         seg.gate.set()
         tr.close()
+
+
+def test_sam2_proposals_do_not_load_sam_v1(one_thread, caplog):
+    """proposals_model != 'sam': `load_segmenter` skips SAM v1 (BLIP + the SAM 2.1 model are all it needs)."""
+    import logging
+
+    from ros2_iterprime.predictor import load_segmenter
+
+    with caplog.at_level(logging.INFO, logger="ros2_iterprime"):
+        seg = load_segmenter("tiny-random", config=SegmenterConfig(proposals_model="tiny-random"), device="cpu")
+    assert seg.models.sam is None and seg.models.sam_processor is None and seg.models.sam_id is None
+    assert "SAM v1" in caplog.text and isinstance(seg.sam, Sam2Proposer)
+    res = seg.segment_image(block_frame(0), "the red block")
+    assert res.mask.shape == (H, W) and np.isfinite(res.heatmap).all()
+    # the default keeps SAM v1
+    default = load_segmenter("tiny-random", device="cpu")
+    assert default.models.sam is not None and default.models.sam_id == "tiny-random"
+    assert type(default.sam).__name__ == "SamProposer"
+
+
+def test_models_without_sam_v1_refuse_sam_proposals():
+    from ros2_iterprime.models import load_models
+
+    models = load_models("tiny-random", None, device="cpu")
+    assert models.sam is None and models.sam_id is None and models.blip is not None
+    with pytest.raises(ValueError, match="SAM v1"):
+        ReferringSegmenter(models)  # proposals_model='sam' needs it
+    assert isinstance(ReferringSegmenter(models, SegmenterConfig(proposals_model="tiny-random")).sam, Sam2Proposer)

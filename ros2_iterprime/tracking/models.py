@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from .. import checkpoints
 from .. import models as core_models
 from .preprocess import FrameGeometry
 
@@ -46,14 +47,9 @@ SAM2 = "sam2"
 EDGETAM = "edgetam"
 FAMILIES = (SAM2, EDGETAM)
 
-#: published tracker checkpoints (hub ids) that `download` can fetch
-KNOWN_TRACKERS = (
-    "facebook/sam2.1-hiera-tiny",
-    "facebook/sam2.1-hiera-small",
-    "facebook/sam2.1-hiera-base-plus",
-    "facebook/sam2.1-hiera-large",
-    "facebook/EdgeTAM",
-)
+#: published tracker checkpoints (hub ids) that `download --tracker ID` fetches (registered in
+#: `checkpoints` as kind 'tracker')
+KNOWN_TRACKERS = checkpoints.TRACKER_REPOS
 DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
 TINY_TRACKER = "tiny-random"
 TINY_EDGETAM = "tiny-random-edgetam"
