@@ -3,7 +3,9 @@
 # machine only (LOCALHOST discovery, its own ROS_DOMAIN_ID, the loopback Fast DDS profile), send a
 # generated 640x480 image and an expression from a small client, print the result, save the received
 # mask/overlay to outputs/demo/, and stop the node cleanly (SIGINT). Exits non-zero on any failure.
-#   bash scripts/demo.sh ["an expression"]      (ITERPRIME_DEMO_MODEL=default for the real model)
+#   bash scripts/demo.sh ["an expression"]           (ITERPRIME_DEMO_MODEL=default for the real model)
+#   bash scripts/demo.sh --track ["an expression"]   mode track: ground once, then follow a moving object
+#                                                    in a generated 640x480 stream (tiny SAM 2 tracker)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,6 +13,8 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${ITERPRIME_VENV:-$root/.venv}/bin/activate"
 
+track=0
+if [ "${1:-}" = "--track" ]; then track=1; shift; fi
 expression="${1:-the red square on the left}"
 model="${ITERPRIME_DEMO_MODEL:-tiny-random}"
 out="$root/outputs/demo"
@@ -24,7 +28,13 @@ unset ROS_LOCALHOST_ONLY
 [ "$model" = "tiny-random" ] && export HF_HUB_OFFLINE=1
 
 echo "[demo] starting iterprime_node (model:=$model, ROS_DOMAIN_ID=$ROS_DOMAIN_ID, localhost only)"
-iterprime_node --ros-args --params-file config/params.yaml -p "model:=$model" >"$out/node.log" 2>&1 &
+node_args=(-p "model:=$model")
+client_args=()
+if [ "$track" = 1 ]; then
+  node_args+=(-p mode:=track -p max_rate_hz:=0.0 -p use_depth:=false)
+  client_args+=(--track "${ITERPRIME_DEMO_TRACK_SECONDS:-8}" --rate 15)
+fi
+iterprime_node --ros-args --params-file config/params.yaml "${node_args[@]}" >"$out/node.log" 2>&1 &
 node_pid=$!
 stop_node() {
   if kill -0 "$node_pid" 2>/dev/null; then
@@ -37,8 +47,8 @@ stop_node() {
 trap 'stop_node || true' EXIT
 
 rc=0
-python -m ros2_iterprime.demo_client --expression "$expression" --out "$out" --timeout 180 \
-  --node-pid "$node_pid" || rc=$?
+python -m ros2_iterprime.ros.demo_client --expression "$expression" --out "$out" --timeout 180 \
+  --node-pid "$node_pid" "${client_args[@]}" || rc=$?
 node_rc=0
 stop_node || node_rc=$?
 trap - EXIT

@@ -1,7 +1,12 @@
 """Demo client for a running `iterprime_node`: publish a generated image + an expression, print the result,
 save the mask and overlay as PNGs. Used by scripts/demo.sh; exits non-zero when no result arrives.
 
-    python -m ros2_iterprime.demo_client --expression "the red square" --out outputs/demo
+    python -m ros2_iterprime.ros.demo_client --expression "the red square" --out outputs/demo
+    python -m ros2_iterprime.ros.demo_client --track 8 ...   # node in mode track: a moving-object stream
+
+With ``--track SECONDS`` it streams a 640x480 scene whose red square moves, at ``--rate`` Hz, sends the
+expression after the first frame, and reports how many frames came back from grounding and from
+tracking, the per-frame model time and the stamp-to-result latency (exit 1 without tracked frames).
 
 Uses the caller's ROS environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE, FASTDDS_DEFAULT_PROFILES_FILE).
 """
@@ -18,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 
-def make_scene(width: int, height: int) -> np.ndarray:
-    """A simple table-top scene: gradient background, a red square, a blue disc, a green bar."""
+def make_scene(width: int, height: int, shift: int = 0) -> np.ndarray:
+    """A simple table-top scene: gradient background, a red square (moved right by ``shift`` px), a blue
+    disc, a green bar."""
     yy, xx = np.mgrid[0:height, 0:width]
     img = np.stack([120 + 60 * xx / width, 120 + 60 * yy / height, np.full(xx.shape, 140.0)], 2)
     s = min(width, height)
-    img[height // 2 - s // 8: height // 2 + s // 8, width // 5: width // 5 + s // 4] = (220, 30, 30)
+    x0 = width // 5 + shift
+    img[height // 2 - s // 8: height // 2 + s // 8, x0: x0 + s // 4] = (220, 30, 30)
     disc = (xx - 0.68 * width) ** 2 + (yy - 0.45 * height) ** 2 < (s // 7) ** 2
     img[disc] = (30, 60, 220)
     img[int(0.8 * height): int(0.86 * height), width // 10: width - width // 10] = (40, 170, 60)
@@ -53,6 +60,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="outputs/demo")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the node and the result")
     ap.add_argument("--node-pid", type=int, default=0, help="give up at once if this process (the node) exits")
+    ap.add_argument("--track", type=float, default=0.0, metavar="SECONDS",
+                    help="node in mode track: stream a moving scene for this long and report the per-frame results")
+    ap.add_argument("--rate", type=float, default=15.0, help="--track: frames per second")
     args = ap.parse_args(argv)
 
     import rclpy
@@ -103,6 +113,8 @@ def main(argv=None) -> int:
                 print("[demo] ERROR: the node did not come up (see its log)", file=sys.stderr)
                 return 1
             time.sleep(0.1)
+        if args.track > 0:
+            return _track_demo(args, node, img_pub, expr_pub, deadline, numpy_to_msg, msg_to_numpy, Header, String)
         rgb = make_scene(args.width, args.height)
         now = node.get_clock().now().nanoseconds
         hdr.stamp.sec, hdr.stamp.nanosec = divmod(now, 1_000_000_000)
@@ -136,7 +148,7 @@ def main(argv=None) -> int:
         PILImage.fromarray(np.ascontiguousarray(overlay)).save(out / "overlay.png")
         (out / "result.json").write_text(json.dumps(summary, indent=2))
         c = summary.get("centroid")
-        print(f"[demo] mask {mask.shape[1]}x{mask.shape[0]}, area {int((mask > 0).sum())} px, "
+        print(f"[demo] status {summary['status']!r}, mask {mask.shape[1]}x{mask.shape[0]}, area {int((mask > 0).sum())} px, "
               f"found={summary['found']}, score {summary['score']:.3f}, "
               f"centroid (u, v) = {tuple(round(x, 1) for x in c) if c else None}, "
               f"primary word {summary.get('primary_word')!r}")
@@ -151,6 +163,85 @@ def main(argv=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def _track_demo(args, node, img_pub, expr_pub, deadline, numpy_to_msg, msg_to_numpy, Header, String) -> int:
+    """Stream a moving scene to a node in mode track; print what came back; save the last mask/overlay."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    results, masks, overlays = [], {}, {}
+    lock = threading.Lock()
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+    def on_json(m):
+        with lock:
+            results.append((json.loads(m.data), time.monotonic()))
+
+    def on_img(store):
+        def cb(m):
+            with lock:
+                store[(m.header.stamp.sec, m.header.stamp.nanosec)] = m
+        return cb
+
+    node.create_subscription(String, f"{args.node}/result_json", on_json, reliable)
+    node.create_subscription(Image, f"{args.node}/mask", on_img(masks), reliable)
+    node.create_subscription(Image, f"{args.node}/overlay", on_img(overlays), reliable)
+    time.sleep(0.5)  # discovery of our subscriptions
+    period = 1.0 / max(args.rate, 0.1)
+    start = time.monotonic()
+    sent = 0
+    print(f"[demo] streaming a moving {args.width}x{args.height} scene at {args.rate:g} Hz for {args.track:g} s; "
+          f"expression '{args.expression}' after the first frame", flush=True)
+    while time.monotonic() - start < args.track:
+        if not _alive(args.node_pid):
+            print("[demo] ERROR: the node exited", file=sys.stderr)
+            return 1
+        hdr = Header(frame_id="demo_camera_optical_frame")
+        hdr.stamp.sec, hdr.stamp.nanosec = divmod(node.get_clock().now().nanoseconds, 1_000_000_000)
+        shift = int(4 * sent) % max(1, args.width // 2)
+        img_pub.publish(numpy_to_msg(make_scene(args.width, args.height, shift), "rgb8", header=hdr))
+        sent += 1
+        if sent == 1:
+            time.sleep(0.2)
+            expr_pub.publish(String(data=args.expression))
+        time.sleep(max(0.0, start + sent * period - time.monotonic()))
+    time.sleep(2.0)
+    with lock:
+        got = [r for r, _ in results]
+    by_source = {}
+    for r in got:
+        by_source[r.get("source", "?")] = by_source.get(r.get("source", "?"), 0) + 1
+    tracked = [r for r in got if r.get("source") == "tracking"]
+    print(f"[demo] sent {sent} frames; {len(got)} results: {by_source}; statuses "
+          f"{sorted({r['status'] for r in got})}")
+    if got:
+        g = next((r for r in got if r.get("source") == "grounding"), None)
+        if g is not None:
+            print(f"[demo] grounding: {g['processing_time'] * 1000:.0f} ms, found={g['found']}, "
+                  f"primary word {g.get('primary_word')!r}")
+    if not tracked:
+        print("[demo] ERROR: no tracked frame came back (is the node in mode track?)", file=sys.stderr)
+        return 1
+    med = sorted(r["processing_time"] for r in tracked)[len(tracked) // 2]
+    lat = sorted(r["latency"] for r in tracked)[len(tracked) // 2]
+    print(f"[demo] tracking: median {med * 1000:.0f} ms a frame (model), median stamp-to-result latency "
+          f"{lat * 1000:.0f} ms, last frames since grounding {tracked[-1].get('frames_since_grounding')}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = tracked[-1]
+    key = (last["stamp"]["sec"], last["stamp"]["nanosec"])
+    from PIL import Image as PILImage
+
+    with lock:
+        m, o = masks.get(key), overlays.get(key)
+    if m is not None:
+        PILImage.fromarray(msg_to_numpy(m)).save(out / "track_mask.png")
+    if o is not None:
+        PILImage.fromarray(np.ascontiguousarray(msg_to_numpy(o)[:, :, ::-1])).save(out / "track_overlay.png")
+    (out / "track_results.json").write_text(json.dumps(got, indent=1))
+    print(f"[demo] wrote {out}/track_results.json" + (", track_mask.png, track_overlay.png" if m is not None else ""))
+    return 0
 
 
 if __name__ == "__main__":
