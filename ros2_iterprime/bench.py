@@ -9,9 +9,21 @@ and times on one synthetic 640x480 frame, T=3:
   passes + backward, SAM image encoder, SAM prompt decoding) and pipeline / floor;
 - the official code's structure (vision pass recomputed in every IGRS round, as VoyageWang/IteRPrimE
   `visualize_groundvlp` does) in the same run, and our speed-up for the Grad-CAM stage and end to end;
-- peak memory (CPU max RSS, GPU max allocated).
+- peak memory (CPU max RSS, GPU max allocated);
+- tracking (issue #10; `--tracker NAME`, default the SAM 2.1 hiera-tiny architecture, `none` to skip):
+  `ReferringTracker.start` on frame 0 of a synthetic 640x480 stream with a moving red block, then
+  `update` on N frames. Per-frame tracking cost = median `update` time over the frames whose memory
+  bank is full (frame index >= num_maskmem: the prompt frame + num_maskmem - 1 past memories), split
+  into the tracker's image encoder, memory attention and the rest (forward hooks on the model's
+  modules); its ratio to a full grounding (the first expression on a new frame, measured above in the
+  same run); and the sustained frame rate of the loop (frames / wall time). With `--random-weights`
+  the tracker is the published architecture with random weights (`tracking.build_random_tracker`);
+  EdgeTAM needs timm (+ torchvision): where it cannot be built the output says "not measurable here".
+  Random-weight groundings rarely pass the selection (`found`), and a not-found grounding would leave
+  nothing to track, so then the block's own mask seeds the tracker (said in the output): the cost of
+  a tracker step does not depend on what it follows.
 Absolute times depend on the machine; compare the ratios. `--model tiny-random` runs the same code on
-the tiny configs (CI smoke run).
+the tiny configs (CI smoke run; the tracker is then `tiny-random`).
 """
 from __future__ import annotations
 
@@ -28,6 +40,12 @@ import numpy as np
 import torch
 
 EXPRESSIONS = ("the red cup behind the laptop", "the man on the left holding a bike")
+TRACK_EXPRESSION = "the red block"
+DEFAULT_TRACKER = "sam2.1-hiera-tiny"
+#: tracker modules timed per frame (forward hooks); the rest of the model step is reported as 'rest'
+TRACK_MODULES = (("vision_encoder", "image encoder"), ("memory_attention", "memory attention"),
+                 ("memory_encoder", "memory encoder"), ("mask_decoder", "mask decoder"),
+                 ("spatial_perceiver", "memory perceiver (EdgeTAM)"))
 
 TARGETS_CPU = {"pipeline_over_floor": ("<=", 1.15), "gradcam_speedup": (">=", 2.5),
                "second_over_first": ("<=", 0.15)}
@@ -72,6 +90,190 @@ def build_full_size_random(seed: int = 0, device="cpu", dtype=torch.float32):
                         "random:blip-itm-base", "random:sam-vit-base", torch.device(device), dtype)
 
 
+def stream_frame(i: int, width: int = 640, height: int = 480) -> np.ndarray:
+    """Frame i of the synthetic tracking stream: noisy background, a red block moving 8 px per frame."""
+    rng = np.random.default_rng(1000 + i)
+    img = rng.integers(60, 120, (height, width, 3), dtype=np.uint8)
+    y0, x0, side = height // 3, (width // 8 + 8 * i) % max(1, width - height // 4), height // 4
+    img[y0:y0 + side, x0:x0 + side] = (210, 30, 30)
+    return img
+
+
+def block_mask(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the red block of a `stream_frame`."""
+    return (rgb[..., 0] > 180) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)
+
+
+class _SeedingSegmenter:
+    """The benchmark's grounding for the track loop: the real segmenter (its full cost is paid); when its
+    result is not ``found`` (random weights), the block's mask is returned as found so the tracker has
+    something to follow. Counts how often that happened."""
+
+    def __init__(self, segmenter):
+        self.segmenter = segmenter
+        self.sam = segmenter.sam
+        self.replaced = 0
+        self.calls = 0
+        self._rgb = None
+
+    def set_image(self, rgb):
+        self._rgb = np.asarray(rgb)
+        self.segmenter.set_image(rgb)
+
+    def segment(self, expression, **overrides):
+        import dataclasses
+
+        res = self.segmenter.segment(expression, **overrides)
+        self.calls += 1
+        if not (res.found and res.mask.any()):
+            self.replaced += 1
+            res = dataclasses.replace(res, mask=block_mask(self._rgb), found=True)
+        return res
+
+
+class _ModuleTimers:
+    """Seconds spent in named submodules of a model (forward pre/post hooks), accumulated until `reset`."""
+
+    def __init__(self, model, names, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+        self._handles = []
+        for name in names:
+            module = getattr(model, name, None)
+            if module is None:
+                continue
+            self.seconds[name] = 0.0
+            self._handles.append(module.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(module.register_forward_hook(self._post(name)))
+
+    def _pre(self, name):
+        def hook(*_):
+            _sync(self.device)
+            self._start[name] = time.perf_counter()
+        return hook
+
+    def _post(self, name):
+        def hook(*_):
+            _sync(self.device)
+            self.seconds[name] += time.perf_counter() - self._start.pop(name)
+        return hook
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def bench_tracker(name: str, *, tiny: bool, random_weights: bool, device, dtype: str = "auto"):
+    """(TrackerModel or None, status) for `--tracker NAME`.
+
+    tiny: the tiny in-process tracker of the same family (CI). random_weights: the published
+    architecture with random weights. Otherwise the real checkpoint (a published short name, a hub id or
+    a local directory). status: 'measured' or why not ('not measurable here' when the model cannot be
+    built on this machine, e.g. EdgeTAM without timm; 'not available' when its weights are missing).
+    """
+    from .errors import ModelNotFoundError
+    from .tracking.models import PUBLISHED, build_random_tracker, load_tracker
+
+    key = name.split("/")[-1]
+    try:
+        if tiny:
+            return load_tracker("tiny-random-edgetam" if "edgetam" in key.lower() else "tiny-random",
+                                device=device), {"status": "measured"}
+        if random_weights:
+            if key not in PUBLISHED:
+                raise ValueError(f"--random-weights builds published trackers only: {sorted(PUBLISHED)}")
+            return build_random_tracker(key, device=device, dtype=dtype), {"status": "measured"}
+        return load_tracker(PUBLISHED[key][1] if key in PUBLISHED else name, device=device, dtype=dtype), \
+            {"status": "measured"}
+    except ImportError as exc:
+        return None, {"status": "not measurable here", "reason": " ".join(str(exc).split())}
+    except ModelNotFoundError as exc:
+        return None, {"status": "not available", "reason": " ".join(str(exc).split())}
+
+
+def measure_tracking(segmenter, tracker_model, *, grounding_s: float, width: int = 640, height: int = 480,
+                     reps: int = 5, frames: int | None = None) -> dict:
+    """Time the track loop: `start` on frame 0, then `update` on `frames` frames (see the module docstring).
+
+    Args:
+        grounding_s: the run's full-grounding time (first expression on a new frame), for the ratio.
+        frames: tracked frames; default num_maskmem - 1 + reps, so `reps` frames have a full memory bank.
+    Returns the JSON section of one tracker.
+    """
+    from .tracking import ReferringTracker, RegroundPolicy
+
+    tm = tracker_model
+    dev = tm.device
+    n = int(frames) if frames else tm.num_maskmem - 1 + max(1, reps)
+    stream = [stream_frame(i, width, height) for i in range(n + 1)]
+    seeding = _SeedingSegmenter(segmenter)
+    # no re-grounding inside the loop: the loop measures tracking (lost frames are still tracked)
+    policy = RegroundPolicy(lost_threshold=-1e30, lost_frames=10**9, reground_period=0)
+    tracker = ReferringTracker(seeding, tm, policy)
+    timers = _ModuleTimers(tm.model, [m for m, _ in TRACK_MODULES], dev)
+    rows: dict[str, list[float]] = {}
+    sources: dict[str, int] = {}
+    try:
+        _sync(dev)
+        t0 = time.perf_counter()
+        first = tracker.start(stream[0], TRACK_EXPRESSION)
+        _sync(dev)
+        start_s = time.perf_counter() - t0
+        if not tracker.has_track:
+            raise RuntimeError("the track loop's grounding did not seed the tracker")
+        walls = []
+        for i in range(1, n + 1):
+            timers.reset()
+            _sync(dev)
+            t = time.perf_counter()
+            r = tracker.update(stream[i])
+            _sync(dev)
+            wall = time.perf_counter() - t
+            walls.append(wall)
+            sources[r.source] = sources.get(r.source, 0) + 1
+            if i < tm.num_maskmem and n >= tm.num_maskmem:
+                continue  # memory bank still filling: counted in the frame rate, not in the per-frame cost
+            sec = timers.seconds
+            model = r.timings.get("model", 0.0)
+            rows.setdefault("track: update() per frame", []).append(wall)
+            rows.setdefault("track: model step (all modules)", []).append(model)
+            for module, label in TRACK_MODULES:
+                if module in sec:
+                    rows.setdefault(f"track: {label}", []).append(sec[module])
+            rows.setdefault("track: rest of the model step (prompt/pointer/bookkeeping)", []).append(
+                max(0.0, model - sum(sec.values())))
+            rows.setdefault("track: preprocess + postprocess + memory pruning", []).append(
+                sum(r.timings.get(k, 0.0) for k in ("preprocess", "postprocess", "prune")))
+    finally:
+        timers.remove()
+        tracker.close()
+    full = n >= tm.num_maskmem
+    per_frame = statistics.median(rows["track: update() per frame"])
+    tail = walls[tm.num_maskmem - 1:] if full else walls
+    return {
+        "status": "measured",
+        "model": tm.model_id, "family": tm.family, "dtype": str(tm.dtype).replace("torch.", ""),
+        "image_size": int(tm.geometry.size), "num_maskmem": tm.num_maskmem,
+        "max_object_pointers": tm.max_object_pointers,
+        "params_m": sum(p.numel() for p in tm.model.parameters()) / 1e6,
+        "stream": [width, height], "frames": n, "memory_full_frames": len(rows["track: update() per frame"]),
+        "memory_full": full, "expression": TRACK_EXPRESSION,
+        "seed": "grounding" if seeding.replaced == 0 else "block mask (the grounding was not found)",
+        "sources": sources, "start_ms": 1000 * start_s, "start_source": first.source,
+        "timings": {k: _stats(v) for k, v in rows.items()},
+        "per_frame_ms": 1000 * per_frame,
+        "track_over_grounding": per_frame / grounding_s,
+        "frames_per_grounding_time": grounding_s / per_frame,
+        "sustained_fps": len(tail) / sum(tail),
+        "fps_all_frames": len(walls) / sum(walls),
+    }
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -84,7 +286,8 @@ def _stats(xs: list[float]) -> dict:
 
 def run_bench(model: str = "default", random_weights: bool = False, device: str = "auto", dtype: str = "auto",
               iterations: int = 3, proposals: str = "cam_points", width: int = 640, height: int = 480,
-              reps: int = 5, warmup: int = 1, threads: int | None = None, early_stop: bool = False) -> dict:
+              reps: int = 5, warmup: int = 1, threads: int | None = None, early_stop: bool = False,
+              trackers: tuple[str, ...] | list[str] = (DEFAULT_TRACKER,), track_frames: int | None = None) -> dict:
     from .gradcam import to_patch_grid
     from .models import TINY, load_models, resolve_device, resolve_dtype, resolve_profile
     from .predictor import ReferringSegmenter, SegmenterConfig
@@ -214,6 +417,20 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
     mem = {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
     if dev.type == "cuda":
         mem["gpu_max_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    # --- tracking, after the grounding rows (same run, same models)
+    tracking: dict[str, dict] = {}
+    for name in [t for t in trackers if t and t.lower() != "none"]:
+        tm, status = bench_tracker(name, tiny=vlm == TINY, random_weights=random_weights, device=dev, dtype=dtype)
+        if tm is None:
+            tracking[name] = status
+            continue
+        tracking[name] = measure_tracking(seg, tm, grounding_s=first, width=width, height=height, reps=reps,
+                                          frames=track_frames)
+        del tm
+    if tracking:  # the grounding figures above stay comparable with runs without a tracker
+        mem["cpu_peak_rss_mb_with_tracking"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        if dev.type == "cuda":
+            mem["gpu_max_allocated_mb_with_tracking"] = torch.cuda.max_memory_allocated(dev) / 2**20
     targets = TARGETS_GPU if dev.type == "cuda" else TARGETS_CPU
     values = dict(ratios, e2e_first_ms=1000 * first, e2e_second_ms=1000 * second)
     checks = {k: {"value": values[k], "target": f"{op} {v}", "met": (values[k] <= v) if op == "<=" else (values[k] >= v)}
@@ -233,6 +450,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         "ratios": ratios,
         "memory": mem,
         "targets": checks,
+        "tracking": tracking,
     }
 
 
@@ -252,6 +470,19 @@ def format_table(res: dict) -> str:
         lines.append(f"memory {k:51s} {v:9.1f}")
     for k, c in res["targets"].items():
         lines.append(f"target {k:30s} {c['value']:9.3f} {c['target']:>10s}  {'MET' if c['met'] else 'NOT MET'}")
+    for name, t in res.get("tracking", {}).items():
+        if t["status"] != "measured":
+            lines.append(f"tracker {name}: {t['status'].upper()}: {t.get('reason', '')}")
+            continue
+        lines.append(f"tracker {name} | {t['model']} {t['dtype']} {t['image_size']} px | {t['stream'][0]}x"
+                     f"{t['stream'][1]} stream, {t['frames']} frames after start(), {t['memory_full_frames']} with a "
+                     f"full memory bank ({t['num_maskmem']} memories) | seed: {t['seed']}")
+        for k, v in t["timings"].items():
+            lines.append(f"{k:58s} {v['median_ms']:9.1f}ms {v['min_ms']:9.1f}ms {v['max_ms']:9.1f}ms")
+        lines.append(f"{'track: start() (grounding + seed)':58s} {t['start_ms']:9.1f}ms")
+        lines.append(f"ratio {'track_over_grounding (per frame / first expression)':52s} {t['track_over_grounding']:9.3f}")
+        lines.append(f"{'track loop: sustained frame rate (full memory bank)':58s} {t['sustained_fps']:9.3f} fps")
+        lines.append(f"{'track loop: frame rate over all frames':58s} {t['fps_all_frames']:9.3f} fps")
     return "\n".join(lines)
 
 
@@ -270,6 +501,13 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--early-stop", action="store_true",
                    help="apply IGRS's stop rule (default off: time exactly --iters rounds in both structures)")
+    p.add_argument("--tracker", action="append", default=None, metavar="NAME",
+                   help=f"tracker to time (repeatable): {DEFAULT_TRACKER} (default), sam2.1-hiera-small, "
+                        "sam2.1-hiera-base-plus, sam2.1-hiera-large, EdgeTAM, or none; with real weights also a "
+                        "hub id or local directory. --model tiny-random uses the tiny tracker")
+    p.add_argument("--track-frames", type=int, default=None, metavar="N",
+                   help="frames tracked after start() (default: num_maskmem - 1 + --reps, so --reps frames have "
+                        "a full memory bank)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path")
     p.set_defaults(func=cmd_bench)
     return p
@@ -278,7 +516,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
 def cmd_bench(args) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     res = run_bench(args.model, args.random_weights, args.device, args.dtype, args.iters, args.proposals,
-                    w, h, args.reps, args.warmup, args.threads, args.early_stop)
+                    w, h, args.reps, args.warmup, args.threads, args.early_stop,
+                    trackers=args.tracker or [DEFAULT_TRACKER], track_frames=args.track_frames)
     print(format_table(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,14 @@ from ros2_iterprime import cli
 
 def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert cli.main(["bench", "--model", "tiny-random", "--reps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    assert cli.main(["bench", "--model", "tiny-random", "--reps", "1", "--warmup", "0", "--json", str(out),
+                     "--tracker", "sam2.1-hiera-tiny", "--tracker", "none"]) == 0
     printed = capsys.readouterr().out
     assert "e2e: first expression on a new frame" in printed and "ratio gradcam_speedup" in printed
+    assert "tracker sam2.1-hiera-tiny | tiny-random" in printed and "ratio track_over_grounding" in printed
     res = json.loads(out.read_text())
-    assert set(res) == {"settings", "timings", "floor_ms", "official_e2e_ms", "ratios", "memory", "targets"}
+    assert set(res) == {"settings", "timings", "floor_ms", "official_e2e_ms", "ratios", "memory", "targets",
+                        "tracking"}
     for stage in ("stage: BLIP vision pass", "stage: text pass + backward, per round",
                   "stage: SAM preprocess + image encoder", "stage: SAM prompt decoding", "stage: selection",
                   "stage: post-processing (upsample, bbox, heatmap)", "stage: BLIP preprocess (resize+normalise)",
@@ -33,6 +36,43 @@ def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys):
     expected = (med["e2e: first expression on a new frame"] - med["ours: Grad-CAM stage (vision once + rounds)"]
                 + med["official: Grad-CAM stage (vision recomputed per round)"])
     assert res["official_e2e_ms"] == pytest.approx(expected)
+    # tracking (plumbing with the tiny tracker): 'none' is skipped, the tiny SAM 2.1 timed in the same run
+    assert set(res["tracking"]) == {"sam2.1-hiera-tiny"}
+    t = res["tracking"]["sam2.1-hiera-tiny"]
+    assert t["status"] == "measured" and t["model"] == "tiny-random" and t["family"] == "sam2"
+    # num_maskmem 3: frames 1, 2 fill the memory bank, frame 3 (= --reps 1) is timed with it full
+    assert (t["num_maskmem"], t["frames"], t["memory_full_frames"], t["memory_full"]) == (3, 3, 1, True)
+    assert t["stream"] == [640, 480] and t["sources"] == {"tracking": 3} and t["start_source"] == "grounding"
+    assert t["seed"] in ("grounding", "block mask (the grounding was not found)")
+    for row in ("track: update() per frame", "track: model step (all modules)", "track: image encoder",
+                "track: memory attention", "track: memory encoder", "track: mask decoder",
+                "track: rest of the model step (prompt/pointer/bookkeeping)",
+                "track: preprocess + postprocess + memory pruning"):
+        v = t["timings"][row]
+        assert v["n"] == 1 and 0 <= v["min_ms"] <= v["median_ms"] <= v["max_ms"], row
+    tt = {k: v["median_ms"] for k, v in t["timings"].items()}
+    split = tt["track: image encoder"] + tt["track: memory attention"] + tt["track: memory encoder"] \
+        + tt["track: mask decoder"] + tt["track: rest of the model step (prompt/pointer/bookkeeping)"]
+    assert split == pytest.approx(tt["track: model step (all modules)"], rel=1e-6, abs=1e-6)
+    assert tt["track: model step (all modules)"] <= tt["track: update() per frame"]
+    assert t["per_frame_ms"] == tt["track: update() per frame"]
+    # the ratio uses this run's full grounding (first expression on a new frame)
+    assert t["track_over_grounding"] == pytest.approx(t["per_frame_ms"] / med["e2e: first expression on a new frame"])
+    assert t["sustained_fps"] == pytest.approx(1000.0 / t["per_frame_ms"], rel=1e-6)  # one full-memory frame
+    assert 0 < t["fps_all_frames"] and t["start_ms"] > 0
+    assert res["memory"]["cpu_peak_rss_mb_with_tracking"] >= res["memory"]["cpu_peak_rss_mb"]
+
+
+def test_bench_reports_a_tracker_it_cannot_build_instead_of_crashing():
+    import importlib.util
+
+    from ros2_iterprime.bench import bench_tracker
+
+    tm, status = bench_tracker("EdgeTAM", tiny=False, random_weights=True, device="cpu")
+    if importlib.util.find_spec("timm") is None:  # this machine: timm (it needs torchvision) is not importable
+        assert tm is None and status["status"] == "not measurable here" and "timm" in status["reason"]
+    else:
+        assert status == {"status": "measured"} and tm.family == "edgetam" and tm.geometry.size == 1024
 
 
 def _iou(a, b):
