@@ -273,6 +273,9 @@ class IterPrimeNode(LifecycleNode):
         if self._tf is not None:
             self._tf.close()
             self._tf = None
+        if self.track is not None:
+            self.track.close()
+            self.track = None
         self.processor = None
         self._injected = None
         gc.collect()
