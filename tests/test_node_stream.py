@@ -123,3 +123,40 @@ def test_unloadable_model_logs_one_clear_error_and_exits_nonzero(params, named):
     fatal = [line for line in out.splitlines() if "FATAL" in line]
     assert len(fatal) == 1, out
     assert all(n in fatal[0] for n in named), fatal[0]
+
+
+def test_rate_cap_is_not_reported_as_a_slow_model():
+    """Continuous mode at max_rate_hz 2 with a fast model on a 30 Hz stream: frames skipped to keep the
+    cap are counted as rate-limited, never as dropped, and the slow-model warning does not fire."""
+    domain = rh.pick_domain_id()
+    node = rh.NodeProcess(domain, params={"mode": "continuous", "max_rate_hz": 2.0, "use_depth": "false",
+                                          "diagnostics_period": 0.2})
+    c = rh.RosClient(domain)
+    try:
+        node.wait_ready()
+        c.collect(f"{NS}/result_json", String)
+        img_pub = c.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+        expr_pub = c.node.create_publisher(String, "/referring_expression",
+                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        c.wait_subscribers(img_pub)
+        c.wait_subscribers(expr_pub)
+        msg = rh.make_image_msg(320, 240, 0)
+        expr_pub.publish(String(data="the cup"))
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 4.0:
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(c.now_ns(), 1_000_000_000)
+            img_pub.publish(msg)
+            n += 1
+            time.sleep(max(0.0, t0 + n / RATE_HZ - time.monotonic()))
+        time.sleep(1.0)
+        results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
+    finally:
+        c.close()
+        code = node.stop()
+    log = node.log()
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    assert 3 <= len(results) <= 2 * 5 + 2, len(results)  # about 2 Hz over ~4 s
+    assert max(r["processing_time"] for r in results) < 0.5, "the model must be faster than the cap here"
+    assert results[-1]["dropped_frames"] == 0
+    assert "slower than the image stream" not in log
