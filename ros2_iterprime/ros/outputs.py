@@ -141,59 +141,45 @@ def centroid_msg(point: MaskPoint3D, header) -> PointStamped:
     return msg
 
 
+def _marker(header, marker_id: int, kind: int, action: int = Marker.ADD) -> Marker:
+    m = Marker()
+    m.header = header
+    m.ns = MARKER_NS
+    m.id = marker_id
+    m.type = kind
+    m.action = action
+    m.pose.orientation.w = 1.0
+    return m
+
+
 def markers_msg(outcome: Outcome, diameter: float = 0.05) -> MarkerArray:
-    """Sphere + text at the 3-D centroid; a single DELETEALL when there is no found 3-D target."""
+    """Sphere + text at the 3-D centroid and a CUBE for the box; one DELETEALL without a found 3-D target."""
     arr = MarkerArray()
     point = finite_or_none(outcome.point)
     if point is None or not outcome.found:
-        clear = Marker()
-        clear.header = outcome.header
-        clear.ns = MARKER_NS
-        clear.action = Marker.DELETEALL
-        arr.markers.append(clear)
+        arr.markers.append(_marker(outcome.header, 0, Marker.SPHERE, Marker.DELETEALL))
         return arr
-    sphere = Marker()
-    sphere.header = outcome.header
-    sphere.ns = MARKER_NS
-    sphere.id = 0
-    sphere.type = Marker.SPHERE
-    sphere.action = Marker.ADD
+    d = float(diameter)
+    sphere = _marker(outcome.header, 0, Marker.SPHERE)
     sphere.pose.position = Point(x=point.x, y=point.y, z=point.z)
-    sphere.pose.orientation.w = 1.0
-    sphere.scale.x = sphere.scale.y = sphere.scale.z = float(diameter)
+    sphere.scale.x = sphere.scale.y = sphere.scale.z = d
     sphere.color = ColorRGBA(r=0.1, g=0.9, b=0.2, a=0.9)
-    text = Marker()
-    text.header = outcome.header
-    text.ns = MARKER_NS
-    text.id = 1
-    text.type = Marker.TEXT_VIEW_FACING
-    text.action = Marker.ADD
+    text = _marker(outcome.header, 1, Marker.TEXT_VIEW_FACING)
     # optical frame (REP 103): -y is up in the image, so the label floats above the sphere
-    text.pose.position = Point(x=point.x, y=point.y - 1.5 * float(diameter), z=point.z)
-    text.pose.orientation.w = 1.0
-    text.scale.z = max(0.02, 0.6 * float(diameter))
+    text.pose.position = Point(x=point.x, y=point.y - 1.5 * d, z=point.z)
+    text.scale.z = max(0.02, 0.6 * d)
     text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
     text.text = f"{outcome.expression[:60]} ({outcome.confidence:.2f})"
     arr.markers.extend([sphere, text])
     box = outcome.target.box if outcome.target is not None else None
     if box is not None:
-        cube = Marker()
-        cube.header = outcome.header
-        cube.ns = MARKER_NS
-        cube.id = 2
-        cube.type = Marker.CUBE
-        cube.action = Marker.ADD
+        cube = _marker(outcome.header, 2, Marker.CUBE)
         cube.pose = pose_of(box.center, box.quaternion)
         cube.scale.x, cube.scale.y, cube.scale.z = (float(v) for v in box.size)
         cube.color = ColorRGBA(r=0.1, g=0.6, b=1.0, a=0.35)
         arr.markers.append(cube)
     else:  # a box from an earlier result must not linger
-        gone = Marker()
-        gone.header = outcome.header
-        gone.ns = MARKER_NS
-        gone.id = 2
-        gone.action = Marker.DELETE
-        arr.markers.append(gone)
+        arr.markers.append(_marker(outcome.header, 2, Marker.CUBE, Marker.DELETE))
     return arr
 
 
