@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, IterPrimeError
 from ..image_io import DEFAULT_MAX_PIXELS, to_rgb_uint8
+from ..predictor import _clean_expression
 from ..results import SegmentationResult, mask_bbox_centroid
 from .models import TrackerModel
 from .policy import NEW_EXPRESSION, RegroundPolicy
@@ -388,11 +389,3 @@ class ReferringTracker:
             except Exception:  # noqa: BLE001 - discarded anyway
                 pass
 
-
-def _clean_expression(expression) -> str:
-    if not isinstance(expression, str):
-        raise InvalidInputError(f"expression must be a string, got {type(expression).__name__}")
-    text = " ".join(expression.split())
-    if not text:
-        raise InvalidInputError("expression is empty")
-    return text
