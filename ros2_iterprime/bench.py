@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -274,6 +275,13 @@ def measure_tracking(segmenter, tracker_model, *, grounding_s: float, width: int
     }
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -296,6 +304,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
 
     if threads:
         torch.set_num_threads(threads)
+    load_start = _load_average()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     vlm, sam_id = resolve_profile(model)
@@ -442,7 +451,9 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
             "dtype": str(dt).replace("torch.", ""), "iterations": iterations, "proposals": proposals,
             "image": [width, height], "reps": reps, "warmup": warmup, "threads": torch.get_num_threads(),
             "early_stop": early_stop, "rounds_run": rows["_rounds"], "text_tokens": int(ids.shape[1]),
-            "torch": torch.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            # 1/5/15-min load averages of the machine: other jobs on a shared machine slow every figure
+            "load_average_start": load_start, "load_average_end": _load_average(),
         },
         "timings": {k: _stats(v) for k, v in rows.items() if not k.startswith("_")},
         "floor_ms": 1000 * floor,
@@ -458,7 +469,8 @@ def format_table(res: dict) -> str:
     s = res["settings"]
     lines = [f"ros2_iterprime bench | {s['vlm']} + {s['sam']} | {s['device']} ({s['device_name']}) {s['dtype']} | "
              f"{s['image'][0]}x{s['image'][1]} T={s['iterations']} {s['proposals']} | {s['threads']} threads | "
-             f"{s['reps']} reps | IGRS stop rule {'on' if s['early_stop'] else 'off (exactly T rounds)'}",
+             f"{s['reps']} reps | IGRS stop rule {'on' if s['early_stop'] else 'off (exactly T rounds)'} | load average "
+             f"{s.get('load_average_start')} -> {s.get('load_average_end')} on {s.get('cpu_count')} CPUs",
              f"{'':58s} {'median':>10s} {'min':>10s} {'max':>10s}"]
     for k, v in res["timings"].items():
         lines.append(f"{k:58s} {v['median_ms']:9.1f}ms {v['min_ms']:9.1f}ms {v['max_ms']:9.1f}ms")

@@ -30,6 +30,7 @@ def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys):
     assert all(v > 0 for v in res["ratios"].values())
     assert res["memory"]["cpu_peak_rss_mb"] > 0
     assert res["settings"]["image"] == [640, 480] and res["settings"]["iterations"] == 3
+    assert len(res["settings"]["load_average_start"]) == 3 and len(res["settings"]["load_average_end"]) == 3
     assert {"pipeline_over_floor", "gradcam_speedup", "second_over_first"} <= set(res["targets"])
     # the derived official end-to-end time is ours minus our Grad-CAM stage plus the official one
     med = {k: v["median_ms"] for k, v in res["timings"].items()}
