@@ -88,3 +88,34 @@ def test_hub_fixture_matches_real_cache(tmp_path, real_segmenter):
         real_sam_keys = set(f.keys())
     with safe_open(str(fx.snapshots[hf.SAM_REPO] / "model.safetensors"), "pt") as f:
         assert _layer_free(real_sam_keys) == _layer_free(f.keys())
+
+
+def test_sam21_fixture_matches_real_cache(tmp_path):
+    """The CI tracker fixture (tests/hub_fixture.py) has the real facebook/sam2.1-hiera-tiny files' keys.
+
+    Opt-in like the rest of this file: needs `ros2_iterprime download --tracker facebook/sam2.1-hiera-tiny`.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from ros2_iterprime.checkpoints import cached_snapshot
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import hub_fixture as hf
+
+    real = cached_snapshot(hf.SAM21_REPO)
+    if real is None:
+        pytest.fail(f"{hf.SAM21_REPO} is not in the model cache: ros2_iterprime download --tracker {hf.SAM21_REPO}")
+    fx = hf.build_hub_cache(tmp_path / "hf_home")
+    ours = fx.snapshots[hf.SAM21_REPO]
+    for name in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+                 "processor_config.json"):
+        if (real / name).is_file():
+            assert set(json.loads((real / name).read_text())) == set(json.loads((ours / name).read_text())), name
+    with safe_open(str(real / "model.safetensors"), "pt") as f:
+        real_keys = set(f.keys())
+    with safe_open(str(ours / "model.safetensors"), "pt") as f:
+        assert _layer_free(real_keys) == _layer_free(f.keys())

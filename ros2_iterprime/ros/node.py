@@ -588,7 +588,8 @@ class IterPrimeNode(LifecycleNode):
             models = getattr(getattr(proc, "segmenter", None), "models", None)
             model = self.setting("model")
             if models is not None:
-                model = f"{self.setting('model')} ({models.vlm_id} + {models.sam_id})"
+                proposer = models.sam_id or self.setting("proposals_model")
+                model = f"{self.setting('model')} ({models.vlm_id} + {proposer})"
             status = diagnostic_status(
                 f"{self.get_fully_qualified_name()}: referring segmentation",
                 state=self.lifecycle_state, model=model,

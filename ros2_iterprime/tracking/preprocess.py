@@ -96,7 +96,10 @@ class FrameGeometry:
         """(H, W, 3) uint8 RGB -> (3, S, S) float32 model input (see the module docstring)."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-        x = resize_uint8(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None], self.size).float()
+        rgb = np.ascontiguousarray(rgb)
+        if not rgb.flags.writeable:  # e.g. np.asarray(PIL image): torch.from_numpy warns on read-only memory
+            rgb = rgb.copy()
+        x = resize_uint8(torch.from_numpy(rgb).permute(2, 0, 1)[None], self.size).float()
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
         return ((x / 255.0 - mean) / std)[0]
