@@ -103,7 +103,6 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_offline = hub_offline
 
 
 def missing_weights_message(kind: str, model_id: str, reason: str, cache_dir: str | None = None) -> str:
@@ -166,7 +165,7 @@ def load_pretrained(cls, kind: str, model_id: str, *, local_files_only: bool | N
     kw.pop("local_files_only", None)
     reason = ""
     loc = checkpoints.locate(model_id, cache_dir)
-    may_fetch = not (local_files_only or _offline() or os.path.isdir(model_id))
+    may_fetch = not (local_files_only or hub_offline() or os.path.isdir(model_id))
     if may_fetch and (loc is None or (kind in checkpoints.KINDS
                                       and not checkpoints.check_location(model_id, kind, cache_dir).ok)):
         try:
@@ -202,11 +201,6 @@ def load_pretrained(cls, kind: str, model_id: str, *, local_files_only: bool | N
         LOG.info("%s %r: weights read from %s (%s) in %s", kind.upper(), model_id, weights.name, weights.note, loc)
     return obj
 
-
-def _from_pretrained(cls, kind: str, model_id: str, local_files_only: bool | None = None,
-                     cache_dir: str | None = None, **kw):
-    """Alias of `load_pretrained` (older positional signature)."""
-    return load_pretrained(cls, kind, model_id, local_files_only=local_files_only, cache_dir=cache_dir, **kw)
 
 
 def load_models(
@@ -331,7 +325,7 @@ def download(repos: list[tuple[str, str]] | None = None, *, cache_dir: str | Non
     self-contained safetensors directory `to/<repo name>` (`export_checkpoint`).
     """
     repos = default_repos() if repos is None else repos
-    offline = _offline()
+    offline = hub_offline()
     reports, exported = [], {}
     for repo, kind in repos:
         error = None

@@ -218,6 +218,9 @@ class ReferringSegmenter:
     def reset_image(self) -> None:
         self._image = None
         self.image_generation += 1
+        reset = getattr(self.sam, "reset", None)  # a SAM 2 proposer keeps the last image's features
+        if reset is not None:
+            reset()
         self.gradcam.reset_image_cache()
 
     # per expression ------------------------------------------------------------------------------

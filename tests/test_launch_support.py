@@ -50,3 +50,4 @@ def test_a_failed_node_fails_the_launch_but_ctrl_c_does_not():
     assert "signal 11" in node_exit_failure(-11, shutting_down=False)          # crash
     assert node_exit_failure(-2, shutting_down=True) is None          # Ctrl-C while the node was importing
     assert node_exit_failure(1, shutting_down=True) is None
+

@@ -137,3 +137,13 @@ def test_fastdds_profile_is_loopback_only():
     assert names == ["127.0.0.1"]
     assert root.find(".//d:useBuiltinTransports", ns).text == "false"
     assert int(root.find(".//d:segment_size", ns).text) >= 8 * 1024 * 1024
+
+
+def test_parameter_rules_match_the_library():
+    from ros2_iterprime.pointcloud import MIN_VOXEL_SIZE, CloudParams
+    from ros2_iterprime.ros.parameters import check_value
+
+    assert check_value("voxel_size", 0.0) is None and check_value("voxel_size", 0.005) is None
+    assert "voxel_size" in check_value("voxel_size", MIN_VOXEL_SIZE / 2)
+    CloudParams(voxel_size=0.005)  # what the node accepts, the library accepts
+    assert check_value("alpha", float("nan")) and check_value("no_such", 1) and check_value("mode", "track") is None

@@ -161,3 +161,35 @@ def test_without_tf2_the_reason_says_so():
     lk = TargetFrameLookup(node=None)
     assert not lk.available and "tf2_ros" in lk.unavailable_reason
     assert lk.lookup("base_link", _header(), 0.1) == (None, lk.unavailable_reason)
+
+
+def test_invalid_stamps_are_reasons_not_exceptions():
+    bad = Header(frame_id="cam_optical")
+    bad.stamp.sec = -5
+    tf, reason = TargetFrameLookup(buffer=FakeBuffer()).lookup("base_link", bad, 0.1)
+    assert tf is None and "not a valid time" in reason
+
+
+def test_a_tracker_that_cannot_load_is_retried_per_expression_not_per_frame():
+    from ros2_iterprime.ros.inputs import Frame
+    from ros2_iterprime.ros.processing import Processor
+    from ros2_iterprime.ros.track import TrackRunner
+
+    calls = []
+
+    def load():
+        calls.append(1)
+        raise FileNotFoundError("facebook/sam2.1-hiera-tiny is not in the model cache")
+
+    settings = {"target_frame": "", "min_confidence": 0.0}
+    proc = Processor(None, settings.__getitem__, lambda: 0)
+    runner = TrackRunner(proc, settings.__getitem__, load)
+    frame = Frame(_header(), np.zeros((H, W, 3), np.uint8), 0, 1)
+    first = runner.run(frame, "the box", "expression", None, None, 0)
+    assert first.status == out.MODEL_ERROR and "not in the model cache" in first.message
+    for _ in range(5):  # stream frames: answered with the reason, no new load attempt
+        o = runner.run(frame, "the box", "stream", None, None, 0)
+        assert o.status == out.MODEL_ERROR and "cannot load the tracker" in o.message and not o.found
+    assert len(calls) == 1
+    runner.run(frame, "the box", "expression", None, None, 0)  # a new expression tries again
+    assert len(calls) == 2

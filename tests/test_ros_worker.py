@@ -190,10 +190,10 @@ def test_latched_burst_newest_wins_whatever_the_delivery_order():
     samples = [(i, info(7, i, 1_000 + i)) for i in range(1, 501)]
     # the transient-local reader delivers #499 (latest at its creation) and #500; the volatile reader's
     # backlog (#1..#500, depth-limited to the last 10) arrives interleaved and late
-    order = [samples[498], samples[499]] + samples[490:500]
+    order = [(s, True) for s in samples[498:500]] + [(s, False) for s in samples[490:500]]
     active = None
-    for i, inf in order:
-        if inbox.accept(inf):
+    for (i, inf), latched in order:
+        if inbox.accept(inf, latched):
             active = i
     assert active == 500
 
@@ -204,11 +204,19 @@ def test_duplicates_through_two_readers_are_dropped():
     assert not inbox.accept(info(1, 1, 10))
 
 
-def test_between_publishers_the_later_publication_wins():
+def test_an_old_latched_sample_from_another_publisher_does_not_win():
     inbox = ExpressionInbox()
     assert inbox.accept(info(1, 5, 2_000))
-    assert not inbox.accept(info(2, 1, 1_000)), "an older latched sample delivered late must not win"
-    assert inbox.accept(info(2, 2, 3_000))
+    assert not inbox.accept(info(2, 1, 1_000), latched=True), "an older latched sample delivered late must not win"
+    assert inbox.accept(info(2, 2, 3_000), latched=True)
+
+
+def test_live_samples_of_a_publisher_with_a_slower_clock_are_never_ignored():
+    """Publisher B's clock runs 5 s behind A's (another machine): its newer live expressions still win."""
+    inbox = ExpressionInbox()
+    assert inbox.accept(info(1, 1, 10_000_000_000))
+    for seq in range(1, 5):
+        assert inbox.accept(info(2, seq, 5_000_000_000 + seq)), seq
 
 
 def test_samples_without_metadata_are_accepted_in_order():
@@ -226,7 +234,7 @@ def test_random_interleavings_always_end_on_the_newest():
         deliveries.append(sent[-1])
         active = None
         for d in deliveries:
-            if inbox.accept(d):
+            if inbox.accept(d, latched=rng.random() < 0.5):
                 active = d["publication_sequence_number"]
         assert active == 39
 
@@ -268,3 +276,53 @@ def test_cause_throttle_logs_each_cause_and_counts_the_suppressed():
                      ("W", "bad image (1 more like this in the last 5 s)")]
     assert quote("a\n[FATAL] x") == '"a\\n[FATAL] x"' and "\n" not in quote("x\n\r\x00" * 50)
     assert quote("é" * 100, 10).endswith('"...')
+
+
+def test_a_stopped_worker_is_never_revived_by_the_next_one():
+    """Deactivate during a long job, then activate: exactly one worker takes jobs afterwards."""
+    sch, clock, _ = make(max_age=0.0)
+    release = threading.Event()
+    ran = []
+
+    def slow(job):
+        ran.append((threading.current_thread().ident, job.expression))
+        if job.expression == "long":
+            release.wait(5)
+
+    old = Worker(sch, slow, lambda e: None)
+    old.start()
+    put(sch, clock)
+    sch.put_expression("long")
+    for _ in range(200):
+        if ran:
+            break
+        threading.Event().wait(0.01)
+    assert not old.stop(timeout=0.05), "still inside its job"
+    new = Worker(sch, slow, lambda e: None)
+    new.start()
+    release.set()
+    assert old.stop(timeout=5), "the old worker ends after its job"
+    put(sch, clock)
+    sch.put_expression("after")
+    for _ in range(300):
+        if len(ran) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert new.stop(timeout=5)
+    assert [e for _, e in ran] == ["long", "after"] and ran[0][0] != ran[1][0]
+
+
+def test_a_rate_changed_to_zero_between_reads_does_not_kill_scheduling():
+    clock = Clock()
+    rates = iter([2.0, 0.0] * 50)
+    settings = {"mode": "continuous", "max_frame_age": 0.0}
+    sch = Scheduler(lambda k: next(rates) if k == "max_rate_hz" else settings[k], clock.ns, clock.mono)
+    sch.put_expression("cup")
+    put(sch, clock)
+    sch.done(sch.next_job(0))
+    put(sch, clock)
+    for _ in range(10):  # whichever value each read sees, no ZeroDivisionError
+        job = sch.next_job(0)
+        if job is not None:
+            sch.done(job)
+            put(sch, clock)

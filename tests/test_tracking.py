@@ -49,13 +49,15 @@ class FakeClock:
 
 
 def scripted_scores(monkeypatch, tracker: ReferringTracker, scores):
-    """Replace the object score of each tracked frame by the next scripted value (the model still runs)."""
+    """Replace the object score of each tracked frame by the next scripted value (the model still runs),
+    and its mask by the block's (tiny random masks are often empty, and an empty mask is always lost):
+    the score alone then decides "lost"."""
     it = iter(scores)
     real = tracker.session.track
 
     def track(rgb, frame_index=None):
         out = real(rgb, frame_index=frame_index)
-        return dataclasses.replace(out, object_score=float(next(it)))
+        return dataclasses.replace(out, object_score=float(next(it)), mask=red_mask(rgb))
 
     monkeypatch.setattr(tracker.session, "track", track)
 
@@ -185,7 +187,9 @@ def test_memory_bounded_over_1000_frames(tiny_tracker_model, one_thread):
 # ------------------------------------------------------------------------------------------------
 def test_synthetic_sequence_one_result_per_frame(tiny_tracker_model, one_thread):
     seg = ScriptedSegmenter()
-    tr = ReferringTracker(seg, tiny_tracker_model, RegroundPolicy(lost_threshold=-1e6, reground_period=0))
+    # lost_frames out of reach: tiny random masks are sometimes empty, which counts as lost
+    tr = ReferringTracker(seg, tiny_tracker_model, RegroundPolicy(lost_threshold=-1e6, lost_frames=10**9,
+                                                                  reground_period=0))
     first = tr.start(block_frame(0), "the red block")
     assert isinstance(first, TrackResult) and first.source == "grounding" and not first.lost
     assert first.frame_index == 0 and first.frames_since_grounding == 0 and first.grounding.found
@@ -195,7 +199,8 @@ def test_synthetic_sequence_one_result_per_frame(tiny_tracker_model, one_thread)
         r = tr.update(block_frame(i))
         assert r.mask.shape == (H, W) and r.mask.dtype == bool and (r.width, r.height) == (W, H)
         assert r.frame_index == i and r.source == "tracking" and r.frames_since_grounding == i
-        assert r.expression == "the red block" and r.grounding is None and not r.lost
+        assert r.expression == "the red block" and r.grounding is None
+        assert r.lost == (not r.mask.any()), "an empty tracked mask is lost, whatever the score"
         assert np.isfinite(r.object_score) and r.timings["total"] > 0 and r.timings["model"] > 0
         bbox, centroid = r.bbox, r.centroid
         assert (bbox is None) == (centroid is None) == (not r.mask.any())
@@ -350,3 +355,21 @@ def test_real_tiny_segmenter_then_tracker(tiny_segmenter, tiny_tracker_model, on
         r = tr.update(block_frame(i))
         assert r.mask.shape == (H, W)
         assert r.source == ("tracking" if first.grounding.found else "none")
+
+
+def test_an_empty_tracked_mask_is_lost_whatever_the_score(tiny_tracker_model, one_thread, monkeypatch):
+    """SAM 2 blanks its mask when its own logit is <= 0; with lost_threshold below that, a frame must
+    still never be reported as found with an empty mask."""
+    seg = ScriptedSegmenter()
+    tr = ReferringTracker(seg, tiny_tracker_model, RegroundPolicy(lost_threshold=-100.0, lost_frames=100,
+                                                                  reground_period=0))
+    tr.start(block_frame(0), "the red block")
+    real = tr.session.track
+
+    def track(rgb, frame_index=None):
+        out = real(rgb, frame_index=frame_index)
+        return dataclasses.replace(out, object_score=-0.5, mask=np.zeros_like(out.mask))
+
+    monkeypatch.setattr(tr.session, "track", track)
+    r = tr.update(block_frame(1))
+    assert r.lost and not r.mask.any() and r.bbox is None and r.object_score == -0.5

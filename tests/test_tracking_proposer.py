@@ -54,6 +54,9 @@ def test_segmenter_with_sam2_proposals(tiny_models, one_thread):
     assert res.mask.shape == (H, W) and res.mask.dtype == bool and (res.score >= 1.0) == res.found
     res = seg.segment("the red cup", proposals="automatic", points_per_side=3)
     assert res.mask.shape == (H, W)
+    assert seg.sam.last is not None
+    seg.reset_image()  # the node's deactivate: the proposer's image features go too
+    assert seg.sam.last is None and seg.image_size is None
     with pytest.raises(ValueError):
         SegmenterConfig(proposals_model=" ").validate()
 

@@ -95,8 +95,11 @@ class ExpressionInbox:
     - it was not seen before (same publisher GID and sequence number: one sample through two readers);
     - its sequence number is above the highest accepted from the same publisher (publishers number their
       samples 1, 2, 3, ...: a smaller number is an older sample delivered late);
-    - its source timestamp is not older than the newest accepted sample of any publisher (between
-      publishers, the later publication wins).
+    - when it comes through the transient-local reader (``latched=True``: it may be a publisher's old
+      "latched" sample, delivered when the reader matched), its source timestamp is not older than the
+      newest accepted sample of any publisher. Live samples (the volatile reader) are never compared
+      across publishers, so a publisher whose clock runs behind (another machine) is never ignored;
+      the latched comparison assumes synchronised clocks, as TF does.
 
     - without sequence numbers (rmw_fastrtps leaves them unset), a sample with the same publisher and
       source timestamp as one already accepted is the same sample.
@@ -131,15 +134,18 @@ class ExpressionInbox:
         src = int(src) if isinstance(src, int) and src > 0 else None
         return gid_key, seq, src
 
-    def accept(self, info: Any) -> bool:
-        """True when the sample described by ``info`` (rclpy MessageInfo) should become the active one."""
+    def accept(self, info: Any, latched: bool = False) -> bool:
+        """True when the sample described by ``info`` (rclpy MessageInfo) should become the active one.
+
+        ``latched``: delivered by the transient-local reader (see the class docstring).
+        """
         gid, seq, src = self._key(info) if info is not None else (None, None, None)
         with self._lock:
             if gid is not None and seq is not None:
                 if seq <= self._max_seq.get(gid, 0):
                     return False  # seen already (second reader) or an older sample delivered late
-            if src is not None and src < self._newest_source_ns:
-                return False  # published before the active expression
+            if latched and src is not None and src < self._newest_source_ns:
+                return False  # a latched sample published before the active expression
             if src is not None and (gid, src) in self._seen:
                 return False  # the same sample through the second reader
             if src is not None:
@@ -152,5 +158,5 @@ class ExpressionInbox:
                 while len(self._max_seq) > self._remember:
                     self._max_seq.popitem(last=False)
             if src is not None:
-                self._newest_source_ns = src
+                self._newest_source_ns = max(self._newest_source_ns, src)
             return True

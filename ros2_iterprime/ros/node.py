@@ -141,9 +141,9 @@ class IterPrimeNode(LifecycleNode):
         reason = cross_check(new)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        if new["target_frame"] and new["target_frame"] != self._values["target_frame"] and self._tf is not None \
-                and not self._tf.available:
-            self.get_logger().warning(f"target_frame {quote(new['target_frame'])}: {self._tf.unavailable_reason}; "
+        if new["target_frame"] and new["target_frame"] != self._values["target_frame"] \
+                and not TargetFrameLookup.importable():
+            self.get_logger().warning(f"target_frame {quote(new['target_frame'])}: {TargetFrameLookup.MISSING}; "
                                       f"3-D outputs stay in the camera frame")
         self._values = new
         return SetParametersResult(successful=True)
@@ -161,10 +161,11 @@ class IterPrimeNode(LifecycleNode):
             if not self.autostarting:
                 self.get_logger().error(self.configure_error)
             return FAILURE
-        self._tf = TargetFrameLookup(self)
-        if self.setting("target_frame") and not self._tf.available:
-            self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
-                                      f"{self._tf.unavailable_reason}: 3-D outputs stay in the camera frame")
+        if self.setting("target_frame"):  # else created at the first lookup (no /tf traffic for nothing)
+            self._tf = TargetFrameLookup(self)
+            if not self._tf.available:
+                self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
+                                          f"{self._tf.unavailable_reason}: 3-D outputs stay in the camera frame")
         self.processor = Processor(segmenter, self.setting, self._now_ns, self._lookup_target_frame)
         self.track = TrackRunner(self.processor, self.setting, self._load_tracker)
         if self.setting("mode") == "track":
@@ -174,7 +175,7 @@ class IterPrimeNode(LifecycleNode):
                 self.configure_error = self._load_error_text(exc, "tracker")
                 if not self.autostarting:
                     self.get_logger().error(self.configure_error)
-                self.processor = self.track = None
+                self._release_model()
                 return FAILURE
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         pub = self.create_lifecycle_publisher
@@ -245,6 +246,7 @@ class IterPrimeNode(LifecycleNode):
             self._srv = None
         self.scheduler.reset()
         self.depth_sync.clear()
+        self.inbox = ExpressionInbox()  # after re-activation a latched expression is served again
         if self.track is not None:
             self.track.stop()  # the worker is stopped: nobody else uses the tracker now
         if self.processor is not None:
@@ -259,8 +261,8 @@ class IterPrimeNode(LifecycleNode):
 
     def _lookup_target_frame(self, target_frame: str, header):
         """Transform to ``target_frame`` at the image stamp (worker thread; bounded by tf_timeout)."""
-        if self._tf is None:
-            return None, "no TF"
+        if self._tf is None:  # target_frame was set at run time: start listening now
+            self._tf = TargetFrameLookup(self)
         tf, reason = self._tf.lookup(target_frame, header, float(self.setting("tf_timeout")))
         if tf is None:
             self.log.warning("tf", f"3-D outputs not given in {quote(target_frame)}: {reason}")
@@ -393,7 +395,7 @@ class IterPrimeNode(LifecycleNode):
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
                 # volatile writers (`ros2 topic pub`) cannot match this reader by design: not worth a warning
                 self._latched_sub = self.create_subscription(
-                    String, "referring_expression", self._on_expression, qos, callback_group=self._inputs_group,
+                    String, "referring_expression", self._on_latched_expression, qos, callback_group=self._inputs_group,
                     event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda event: None))
             elif not latched and self._latched_sub is not None:
                 self.destroy_subscription(self._latched_sub)
@@ -401,9 +403,15 @@ class IterPrimeNode(LifecycleNode):
         except Exception as exc:  # graph queries can fail during shutdown
             self.log.warning("graph", f"expression reader update failed: {type(exc).__name__}: {exc}")
 
+    # two parameters without defaults: rclpy then passes the MessageInfo (publisher, sequence, time)
     def _on_expression(self, msg: String, info) -> None:
-        # two parameters without defaults: rclpy then passes the MessageInfo (publisher, sequence, time)
-        if not self.inbox.accept(info):
+        self._expression_received(msg, info, latched=False)
+
+    def _on_latched_expression(self, msg: String, info) -> None:
+        self._expression_received(msg, info, latched=True)
+
+    def _expression_received(self, msg: String, info, latched: bool) -> None:
+        if not self.inbox.accept(info, latched):
             self.stats.count("expressions_ignored")
             return
         text = msg.data if isinstance(msg.data, str) else ""
@@ -609,7 +617,7 @@ def _log_fatal(msg: str) -> None:
 
 def main(args=None) -> int:
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
         try:
             node = IterPrimeNode()
@@ -641,6 +649,8 @@ def main(args=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)  # no callback may run on a destroyed node
         if node is not None:
             node.close()
             node.destroy_node()

@@ -25,6 +25,7 @@ from ..results import SegmentationResult
 from ..target3d import Target3D
 from .image import numpy_to_msg
 from .pointcloud2 import numpy_to_pointcloud2
+from .worker import FRAME_TOO_OLD, NO_FRAME  # answered by the scheduler itself
 
 try:  # custom interfaces: optional (the node also works with standard messages alone)
     from ros2_iterprime_msgs.msg import SegmentationResult as SegmentationResultMsg
@@ -39,8 +40,6 @@ MARKER_NS = "iterprime"
 OK = "ok"
 NOT_FOUND = "not_found"
 LOW_CONFIDENCE = "low_confidence"
-NO_FRAME = "no_frame"
-FRAME_TOO_OLD = "frame_too_old"
 INVALID_IMAGE = "invalid_image"
 INVALID_EXPRESSION = "invalid_expression"
 MODEL_ERROR = "model_error"

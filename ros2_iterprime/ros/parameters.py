@@ -14,6 +14,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from ..pointcloud import MIN_VOXEL_SIZE
+
 __all__ = ["PARAMETERS", "ParamSpec", "StartupError", "check_value", "cross_check", "is_builtin"]
 
 MODES = ("on_command", "continuous", "track")
@@ -99,8 +101,8 @@ PARAMETERS: dict[str, ParamSpec] = {
     "proposals_model": ParamSpec("sam", "Grounding's proposal network: 'sam' (SAM v1, the `sam` model) or a SAM 2.1 / "
                                  "EdgeTAM id (shares the image encoder with the tracker when tracker_model is the same "
                                  "model).", read_only=True),
-    "lost_threshold": ParamSpec(0.0, "mode track: object-score logit at or below which a frame counts as lost "
-                                "(0 = SAM 2's own rule).", float_range=(-100.0, 100.0)),
+    "lost_threshold": ParamSpec(0.0, "mode track: object-score logit below which a frame counts as lost "
+                                "(0 = SAM 2's own rule); a frame whose tracked mask is empty is always lost.", float_range=(-100.0, 100.0)),
     "lost_frames": ParamSpec(15, "mode track: consecutive lost frames that trigger a re-grounding.",
                              int_range=(1, 100_000)),
     "reground_period": ParamSpec(30.0, "mode track: seconds between periodic re-groundings (drift); 0 = never.",
@@ -170,6 +172,8 @@ def check_value(name: str, value: Any) -> str | None:
         return f"{name} must be in [{spec.float_range[0]:g}, {spec.float_range[1]:g}], got {value:g}"
     if spec.choices is not None and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if name == "voxel_size" and 0 < value < MIN_VOXEL_SIZE:  # the cloud's own rule (pointcloud.CloudParams)
+        return f"voxel_size must be 0 (off) or >= {MIN_VOXEL_SIZE:g} m, got {value:g}"
     return None
 
 

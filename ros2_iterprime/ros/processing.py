@@ -18,7 +18,6 @@ from ..geometry import PinholeIntrinsics
 from ..target3d import Target3DParams, target_3d
 from . import outputs as out
 from .inputs import DepthFrame, Frame
-from .log import quote
 
 __all__ = ["Processor", "free_accelerator_memory"]
 
@@ -165,14 +164,11 @@ class Processor:
         o.point = out.finite_or_none(t.centroid_point())
         frame_name = str(self.setting("target_frame"))
         if frame_name and self.to_target_frame is not None:
-            tf, reason = self.to_target_frame(frame_name, frame.header)
-            if tf is None:
-                o.target_message = reason
-            else:
-                o.target_in_frame = t.transformed(tf)
-                o.target_message = reason  # a note such as "latest transform used", or ""
+            try:
+                tf, reason = self.to_target_frame(frame_name, frame.header)
+                if tf is not None:
+                    o.target_in_frame = t.transformed(tf)
+            except Exception as exc:  # a TF failure never costs the optical-frame result
+                tf, reason = None, f"transform to {frame_name} failed: {type(exc).__name__}: {str(exc)[:200]}"
+            o.target_message = reason  # why not, or a note such as "latest transform used", or ""
 
-
-def describe(expression: str) -> str:
-    """An expression quoted for a log line."""
-    return quote(expression, 60)

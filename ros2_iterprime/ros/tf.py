@@ -28,6 +28,17 @@ class TargetFrameLookup:
             (tests pass a stand-in); None creates the real one when tf2_ros is importable.
     """
 
+    MISSING = ("tf2_ros is not installed (pip route: it comes with every ROS 2 install, not from PyPI), so "
+               "target_frame cannot be used")
+
+    @staticmethod
+    def importable() -> bool:
+        try:
+            import tf2_ros  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
     def __init__(self, node: Any = None, buffer: Any = None):
         self.buffer = buffer
         self._listener = None
@@ -42,8 +53,7 @@ class TargetFrameLookup:
                 self._listener = tf2_ros.TransformListener(self.buffer, node, spin_thread=False)
         except ImportError:
             if self.buffer is None:
-                self.unavailable_reason = ("tf2_ros is not installed (pip route: it comes with every ROS 2 install, "
-                                           "not from PyPI), so target_frame cannot be used")
+                self.unavailable_reason = self.MISSING
 
     @property
     def available(self) -> bool:
@@ -60,6 +70,8 @@ class TargetFrameLookup:
         from rclpy.time import Time
 
         stamp = header.stamp
+        if int(stamp.sec) < 0 or not 0 <= int(stamp.nanosec) < 1_000_000_000:
+            return None, f"the image stamp {int(stamp.sec)}.{int(stamp.nanosec)} is not a valid time"
         when = Time(seconds=int(stamp.sec), nanoseconds=int(stamp.nanosec))
         note = "" if when.nanoseconds > 0 else " (unstamped image: latest transform used)"
         try:

@@ -51,6 +51,7 @@ class TrackRunner:
         self.setting = setting
         self._load = load
         self.tracker = None
+        self.load_error: str | None = None  # why the last load failed (retried on the next expression only)
         self._grounding: SegmentationResult | None = None  # the result the current track was seeded from
         self._grounding_status = (out.NOT_FOUND, "")
 
@@ -64,7 +65,12 @@ class TrackRunner:
             return
         from ..tracking import RegroundPolicy, RegroundSettings, ReferringTracker
 
-        model = self._load()
+        try:
+            model = self._load()
+        except Exception as exc:
+            self.load_error = f"cannot load the tracker: {type(exc).__name__}: {str(exc)[:300]}"
+            raise
+        self.load_error = None
         s = self.setting
         policy = RegroundPolicy(RegroundSettings(lost_threshold=float(s("lost_threshold")),
                                                  lost_frames=int(s("lost_frames")),
@@ -104,6 +110,9 @@ class TrackRunner:
         """One frame of the track: ``start`` for a new expression (or a new frame size), else ``update``."""
         t0 = time.perf_counter()
         proc = self.processor
+        if self.tracker is None and self.load_error is not None and trigger != "expression":
+            # the load failed: answer every frame with the reason, retry only for a new expression
+            return proc.failure(frame.header, expression, out.MODEL_ERROR, self.load_error, frame, 0.0, dropped)
         try:
             self.ensure_loaded()
             self.apply_settings()
@@ -146,7 +155,9 @@ class TrackRunner:
             status = out.LOST
             message = ("no track: the last grounding found nothing; re-grounding after lost_frames"
                        if tr.source == "none" else
-                       f"object score {tr.object_score:.2f} <= lost_threshold {float(self.setting('lost_threshold')):g}")
+                       (f"object score {tr.object_score:.2f} < lost_threshold {float(self.setting('lost_threshold')):g}"
+                        if tr.object_score is not None and tr.object_score < float(self.setting("lost_threshold"))
+                        else "the tracked mask is empty"))
             result = self._as_result(tr, base, frame)
         else:
             status, message, result = out.OK, "", self._as_result(tr, base, frame)
@@ -165,10 +176,9 @@ class TrackRunner:
     @staticmethod
     def _as_result(tr, base: SegmentationResult | None, frame: Frame) -> SegmentationResult:
         """A tracked frame as a SegmentationResult: the tracker's mask, the grounding's words and scores."""
-        h, w = frame.rgb.shape[:2]
         return SegmentationResult(
             expression=tr.expression, mask=tr.mask, score=float(base.score) if base is not None else 0.0,
-            bbox=tr.bbox, centroid=tr.centroid, heatmap=np.zeros((h, w), np.float32),
+            bbox=tr.bbox, centroid=tr.centroid, heatmap=np.zeros((0, 0), np.float32),  # no Grad-CAM on this frame
             primary_word=base.primary_word if base is not None else None,
             kept_tokens=list(base.kept_tokens) if base is not None else [],
             rounds=base.rounds if base is not None else 0,

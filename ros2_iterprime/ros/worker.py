@@ -82,15 +82,14 @@ class Scheduler:
         self.generation = 0
         self.busy = False
         self._last_start = -float("inf")
-        self.closed = False
         self.counts = {"frames": 0, "dropped": 0, "rate_limited": 0, "stale": 0}
 
     # ------------------------------------------------------------------ inputs (callback threads)
     def _wants_frames(self) -> bool:
         return self.setting("mode") in ("continuous", "track") and self.active_expression is not None
 
-    def _rate_allows(self, now: float) -> bool:
-        rate = float(self.setting("max_rate_hz"))
+    def _rate_allows(self, now: float, rate: float | None = None) -> bool:
+        rate = float(self.setting("max_rate_hz")) if rate is None else rate
         return rate <= 0 or now - self._last_start >= 1.0 / rate
 
     def put_frame(self, header: Any, rgb, stamp: int) -> str | None:
@@ -131,9 +130,9 @@ class Scheduler:
             self.generation += 1
             self.cond.notify_all()
 
-    def close(self) -> None:
+    def wake(self) -> None:
+        """Wake every thread waiting in :meth:`next_job` (a worker being stopped)."""
         with self.cond:
-            self.closed = True
             self.cond.notify_all()
 
     # ------------------------------------------------------------------ worker side
@@ -163,8 +162,9 @@ class Scheduler:
                 return Job(None, p.text, p.generation, "expression", (FRAME_TOO_OLD, msg)), 0.0
             return None, (max(0.001, max_age - waited) if max_age > 0 else 0.5)
         if self._wants_frames() and frame is not None and frame.seq > self._taken_seq:
-            if not self._rate_allows(now):
-                return None, max(0.001, 1.0 / float(self.setting("max_rate_hz")) - (now - self._last_start))
+            rate = float(self.setting("max_rate_hz"))  # read once: it may change between two reads
+            if not self._rate_allows(now, rate):
+                return None, max(0.001, 1.0 / rate - (now - self._last_start))
             self._taken_seq = frame.seq
             if max_age > 0 and frame.age_s(self.now_ns()) > max_age:
                 self.counts["stale"] += 1
@@ -172,11 +172,12 @@ class Scheduler:
             return Job(frame, self.active_expression, self.generation, "stream"), 0.0
         return None, 0.5
 
-    def next_job(self, timeout: float = 0.5) -> Job | None:
-        """Block until there is a job (then the scheduler is busy until :meth:`done`) or ``timeout``."""
+    def next_job(self, timeout: float = 0.5, stop: threading.Event | None = None) -> Job | None:
+        """Block until there is a job (then the scheduler is busy until :meth:`done`), ``timeout``, or
+        ``stop`` is set."""
         deadline = self.monotonic() + timeout
         with self.cond:
-            while not self.closed:
+            while stop is None or not stop.is_set():
                 now = self.monotonic()
                 job, wait = self._take(now)
                 if job is not None:
@@ -207,41 +208,47 @@ class Scheduler:
 
 
 class Worker:
-    """The one thread that runs the model: ``run(job)`` for every job of the scheduler."""
+    """The one thread that runs the model: ``run(job)`` for every job of the scheduler.
+
+    Each worker has its own stop event, so a stopped worker can never be revived by a newer one, and
+    :meth:`stop` waits for the job in progress to end (at most one model run) unless given a timeout.
+    """
 
     def __init__(self, scheduler: Scheduler, run: Callable[[Job], None], on_error: Callable[[BaseException], None]):
         self.scheduler = scheduler
         self.run = run
         self.on_error = on_error
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        with self.scheduler.cond:
-            self.scheduler.closed = False
         self._thread = threading.Thread(target=self._loop, name="iterprime_worker", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self.scheduler.closed:
-            job = self.scheduler.next_job(0.5)
-            if job is None:
-                continue
+        while not self._stop.is_set():
+            job = None
             try:
-                self.run(job)
+                job = self.scheduler.next_job(0.5, self._stop)
+                if job is not None:
+                    self.run(job)
             except BaseException as exc:  # the worker never dies
                 try:
                     self.on_error(exc)
                 except Exception:
                     pass
             finally:
-                self.scheduler.done(job)
+                if job is not None:
+                    self.scheduler.done(job)
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop after the current job; True when the thread ended within ``timeout``."""
-        self.scheduler.close()
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the current job; True when the thread has ended (``timeout`` None: wait for it)."""
+        self._stop.set()
+        self.scheduler.wake()
         if self._thread is None:
             return True
         self._thread.join(timeout)
         alive = self._thread.is_alive()
-        self._thread = None
+        if not alive:
+            self._thread = None
         return not alive

@@ -156,13 +156,9 @@ def load_tracker(model: str = DEFAULT_TRACKER, *, device: str | torch.device = "
         geometry = FrameGeometry(TINY_IMAGE_SIZE)
     else:
         cls = _model_class(family)
-        loader = getattr(core_models, "load_pretrained", None)
         try:
-            if loader is not None:
-                net = loader(cls, "tracker", model, local_files_only=local_files_only, cache_dir=cache_dir)
-            else:  # older models.py without load_pretrained
-                net = core_models._from_pretrained(cls, "tracker", model, local_files_only, cache_dir,
-                                                   use_safetensors=True)
+            net = core_models.load_pretrained(cls, "tracker", model, local_files_only=local_files_only,
+                                              cache_dir=cache_dir)
         except ImportError as exc:
             if family == EDGETAM:
                 raise ImportError(f"tracker {model!r}: {EDGETAM_TIMM_NOTE} ({exc})") from exc

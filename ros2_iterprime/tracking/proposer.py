@@ -55,6 +55,10 @@ class Sam2Proposer(SamProposer):
         self.tracker = tracker
         self.last: Sam2Image | None = None
 
+    def reset(self) -> None:
+        """Forget the last image's features (the segmenter's reset_image: deactivation frees them)."""
+        self.last = None
+
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> Sam2Image:
         """(H, W, 3) uint8 -> Sam2Image (runs the image encoder once)."""

@@ -331,7 +331,9 @@ class ReferringTracker:
                                frames_since_grounding=None, timings=timings)
         out = self.session.track(rgb, frame_index=idx)
         timings.update(out.timings)
-        lost = self.policy.observe(out.object_score)
+        # an empty mask is lost whatever the score (SAM 2 blanks its mask when its own logit is <= 0,
+        # so a lost_threshold below 0 would otherwise report "found" with nothing to act on)
+        lost = self.policy.observe(out.object_score if out.mask.any() else None)
         mask = np.zeros_like(out.mask) if lost else out.mask
         bbox, centroid = mask_bbox_centroid(mask)
         return TrackResult(self._expression, idx, mask, bbox, centroid, out.object_score, lost=lost,
