@@ -437,7 +437,7 @@ def test_node_with_model_default_answers_over_dds(hub):
 
     domain = rh.pick_domain_id()
     env = {k: v for k, v in hf.fixture_env(hub).items() if k in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    node = rh.NodeProcess(domain, model="default", env=env)
+    node = rh.NodeProcess(domain, model="default", env=env, params={"max_frame_age": 10.0})
     client = None
     try:
         node.wait_ready(timeout=180)
@@ -455,6 +455,8 @@ def test_node_with_model_default_answers_over_dds(hub):
         expr_pub.publish(String(data="the bright square"))
         res = json.loads(client.first("/iterprime/result_json", timeout=90).data)
         assert res["expression"] == "the bright square"
+        # the library's log reaches the ROS log: which weight file the node read
+        assert "weights read from pytorch_model.bin" in node.log(), node.log()[-2000:]
     finally:
         if client is not None:
             client.close()

@@ -42,7 +42,9 @@ FX, FY, CX, CY = 525.0, 520.0, 319.5, 239.5
 @pytest.fixture(scope="module")
 def ros():
     domain = rh.pick_domain_id()
-    node = rh.NodeProcess(domain, params={"mode": "on_command", "use_depth": "true", "sync_slop": 0.02,
+    # max_frame_age 10 s: frame age is tested in test_node_robustness.py; here a slow previous job must
+    # not turn a request into frame_too_old on a loaded CI machine
+    node = rh.NodeProcess(domain, params={"mode": "on_command", "use_depth": "true", "sync_slop": 0.02, "max_frame_age": 10.0,
                                           "min_depth_points": 5})
     client = rh.RosClient(domain)
     try:
