@@ -208,6 +208,20 @@ class RosClient:
                 raise AssertionError(f"no publisher on {topic} after {timeout} s")
             time.sleep(0.05)
 
+    def input_publishers(self):
+        """(image publisher on /image with sensor-data QoS, reliable expression publisher on
+        /referring_expression), both matched with the node's subscriptions."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        img_pub = self.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+        expr_pub = self.node.create_publisher(String, "/referring_expression",
+                                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.wait_subscribers(img_pub)
+        self.wait_subscribers(expr_pub)
+        return img_pub, expr_pub
+
     def close(self) -> None:
         self._stop = True
         self._thread.join(timeout=5)

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -24,8 +23,6 @@ import ros_helpers as rh  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 rh.skip_without_rclpy()
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 NS = "/iterprime"
@@ -41,11 +38,7 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
     try:
         node.wait_ready()
         c.collect(f"{NS}/result_json", String)
-        img_pub = c.node.create_publisher(Image, "/image", qos_profile_sensor_data)
-        expr_pub = c.node.create_publisher(String, "/referring_expression",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        c.wait_subscribers(img_pub)
-        c.wait_subscribers(expr_pub)
+        img_pub, expr_pub = c.input_publishers()
         c.wait_publishers(f"{NS}/result_json")
         expr_pub.publish(String(data="the person on the left"))
         time.sleep(0.3)
@@ -135,11 +128,7 @@ def test_rate_cap_is_not_reported_as_a_slow_model():
     try:
         node.wait_ready()
         c.collect(f"{NS}/result_json", String)
-        img_pub = c.node.create_publisher(Image, "/image", qos_profile_sensor_data)
-        expr_pub = c.node.create_publisher(String, "/referring_expression",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        c.wait_subscribers(img_pub)
-        c.wait_subscribers(expr_pub)
+        img_pub, expr_pub = c.input_publishers()
         msg = rh.make_image_msg(320, 240, 0)
         # warm-up: the first run of a fresh process is slower (allocations, lazy init); only then stream
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(c.now_ns(), 1_000_000_000)

@@ -22,7 +22,6 @@ import ros_helpers as rh  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 rh.skip_without_rclpy()
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
@@ -71,11 +70,7 @@ def test_track_mode_follows_a_30hz_stream():
         assert "tracker 'tiny-random' loaded" in node.log() or "tracker \"tiny-random\" loaded" in node.log()
         c.collect(f"{NS}/result_json", String)
         c.collect(f"{NS}/mask", Image)
-        img_pub = c.node.create_publisher(Image, "/image", qos_profile_sensor_data)
-        expr_pub = c.node.create_publisher(String, "/referring_expression",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        c.wait_subscribers(img_pub)
-        c.wait_subscribers(expr_pub)
+        img_pub, expr_pub = c.input_publishers()
         c.wait_publishers(f"{NS}/result_json")
 
         def stream(seconds, t0_index=0, size=(640, 480), bad_at=()):
@@ -127,7 +122,6 @@ def test_track_mode_follows_a_30hz_stream():
                 continue
             assert prev is None or r["frames_since_grounding"] > prev, (prev, r["frames_since_grounding"])
             prev = r["frames_since_grounding"]
-        model_s = sorted(r["processing_time"] for r in tracked)[len(tracked) // 2]
         delays = [(a - s) / 1e9 for a, s in zip(arrivals, stamps)]
         bound = 2 * max(r["processing_time"] for r in tracked) + 1.0
         assert max(delays[5:]) < bound, (max(delays), bound)  # bounded: no queue behind the tracker
