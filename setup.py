@@ -46,7 +46,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "ros2_iterprime = ros2_iterprime.cli:main",
+            "ros2_iterprime = ros2_iterprime.cli.main:main",
             "iterprime_node = ros2_iterprime.ros.entry:main",
         ],
     },

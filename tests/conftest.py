@@ -9,14 +9,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from ros2_iterprime.models import load_models
+    from ros2_iterprime.models.loading import load_models
 
     return load_models("tiny-random", "tiny-random", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_models):
-    from ros2_iterprime.predictor import ReferringSegmenter
+    from ros2_iterprime.grounding.segmenter import ReferringSegmenter
 
     return ReferringSegmenter(tiny_models)
 

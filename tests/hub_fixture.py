@@ -10,7 +10,7 @@ Layout (huggingface_hub `file_download.py` / `_snapshot_download.py`):
     hub/models--Salesforce--blip-itm-base-coco/blobs/<etag>          git-blob sha1, or sha256 for LFS files
 
 What each repository holds here (as on the hub's `main`):
-- BLIP: config.json (every key of the published file, `ros2_iterprime.model_configs`; widths and depths
+- BLIP: config.json (every key of the published file, `ros2_iterprime.models.published`; widths and depths
   shrunk, heads / vocab / special ids / image size kept), `pytorch_model.bin` ONLY (no safetensors:
   those exist only on an unmerged conversion PR), the tokenizer files of bert-base-uncased
   (tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt: 30522 entries with BERT's
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import torch
 
-from ros2_iterprime.model_configs import published
-from ros2_iterprime.models import TINY_WORDS, bert_layout_vocab, bert_uncased_backend
+from ros2_iterprime.models.published import published
+from ros2_iterprime.models.tiny import TINY_WORDS, bert_layout_vocab, bert_uncased_backend
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 SAM_REPO = "facebook/sam-vit-base"
@@ -207,7 +207,7 @@ def sam21_fixture_config() -> dict:
     """
     import tempfile
 
-    from ros2_iterprime.tracking.models import published_config
+    from ros2_iterprime.models.trackers import published_config
 
     with tempfile.TemporaryDirectory() as d:
         published_config(SAM21_REPO).save_pretrained(d)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ros2_iterprime.geometry import PinholeIntrinsics
+from ros2_iterprime.geometry.camera import PinholeIntrinsics
 
 
 @dataclass(frozen=True)

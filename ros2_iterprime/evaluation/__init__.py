@@ -2,14 +2,25 @@
 
     from ros2_iterprime.evaluation import load_dataset, run_evaluation, compute_metrics
 
-Importing this package does not import torch; only the ``eval`` command loads the segmenter.
+Owns the dataset loaders (`datasets`), the metrics (`metrics`), the resumable evaluation loop
+(`runner`) and the results table (`report`). It sits above the library: the loop takes any object
+with the segmenter's interface, so it imports only the root helpers; the ``eval`` command
+(`..cli.evaluate`) loads the segmenter. Importing this package does not import torch.
 See docs/evaluation.md.
 """
-from .datasets import (DATASETS, CorruptDatasetError, DatasetError, DatasetNotFoundError,
-                       InvalidSplitError, Sample, load_dataset, load_phrasecut, load_refer)
+from .datasets import (
+                       DATASETS,
+                       CorruptDatasetError,
+                       DatasetError,
+                       DatasetNotFoundError,
+                       InvalidSplitError,
+                       Sample,
+                       load_dataset,
+                       load_phrasecut,
+                       load_refer,
+)
 from .metrics import PREC_THRESHOLDS, MetricAccumulator, compute_metrics, intersection_union
-from .runner import (EvalConfig, EvalOutputError, ablation_grid, prepare_output, read_records,
-                     run_evaluation, summarize)
+from .runner import EvalConfig, EvalOutputError, ablation_grid, prepare_output, read_records, run_evaluation, summarize
 
 __all__ = [
     "DATASETS",

@@ -13,7 +13,7 @@ resumed run reports exactly what a recomputation from the file gives.
 
 The segmenter only needs ``set_image(rgb_uint8)`` and ``segment(sentence, **overrides)`` returning an
 object with ``.mask`` ((H, W) bool at the original resolution), ``.found``, ``.score``, ``.rounds``
-(see ``ros2_iterprime.predictor`` / ``results.SegmentationResult``). ``set_image`` is called once per
+(see ``ros2_iterprime.grounding.segmenter`` / ``results.SegmentationResult``). ``set_image`` is called once per
 image; every sentence and every configuration of that image reuses it.
 """
 from __future__ import annotations

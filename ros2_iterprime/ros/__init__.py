@@ -1,4 +1,9 @@
-"""The ROS 2 adapter of ros2_iterprime: one module per concern, over the ROS-free library.
+"""The ROS 2 adapter: `iterprime_node`, a managed node over the ROS-free library, one module per concern.
 
-Nothing in ``ros2_iterprime`` outside this subpackage imports rclpy or ROS message packages.
+Owns everything that touches rclpy or ROS messages: the lifecycle node and its wiring (`node`), the
+executable (`entry`), parameters, the camera and expression inputs, newest-frame scheduling, the model
+call and its failure modes (`processing`, `track`), output messages and publishers, the `~/segment`
+service, diagnostics, TF and logging. It sits on top of the import order: it may import tracking,
+the grounding method, 3-D geometry, model loading and the root helpers; nothing outside this folder
+imports rclpy or ROS message packages, and nothing imports this folder. See docs/ros.md.
 """

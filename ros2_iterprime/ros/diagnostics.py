@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["NodeStats", "diagnostic_status", "diagnostics_msg"]
+__all__ = ["NodeStats", "diagnostic_status", "diagnostics_msg", "node_status"]
 
 _FAILURES = ("model_error", "out_of_memory")
 
@@ -156,3 +156,22 @@ def diagnostics_msg(status: DiagnosticStatus, stamp) -> DiagnosticArray:
     arr.header.stamp = stamp
     arr.status = [status]
     return arr
+
+
+def node_status(node) -> DiagnosticStatus:
+    """The status of an IterPrimeNode (reads its processor, settings, scheduler, stats and state)."""
+    setting = node.setting
+    proc = node.processor
+    models = getattr(getattr(proc, "segmenter", None), "models", None)
+    model = setting("model")
+    if models is not None:
+        proposer = models.sam_id or setting("proposals_model")
+        model = f"{setting('model')} ({models.vlm_id} + {proposer})"
+    status = diagnostic_status(
+        f"{node.get_fully_qualified_name()}: referring segmentation",
+        state=node.lifecycle_state, model=model, device=str(getattr(models, "device", setting("device"))),
+        mode=setting("mode"), expression=node.scheduler.active_expression, model_loaded=proc is not None,
+        configure_error=node.configure_error, stats=node.stats)
+    for key, value in node.scheduler.counts.items():
+        status.values.append(KeyValue(key="scheduler." + key, value=str(value)))
+    return status

@@ -1,7 +1,7 @@
 """Input side of the node: decoded frames, depth/CameraInfo matching, and expression ordering.
 
 No rclpy import: messages are duck-typed (``header.stamp.sec``/``nanosec``), so the rules here are unit
-tested without DDS (tests/test_ros_inputs.py).
+tested without DDS (tests/ros/test_ros_worker.py).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import PinholeIntrinsics
+from ..geometry.camera import PinholeIntrinsics
 
 __all__ = ["DepthFrame", "DepthSync", "ExpressionInbox", "Frame", "stamp_ns"]
 

@@ -1,7 +1,7 @@
 """Pure functions behind launch/segment.launch.py (no `launch` import, so they are testable anywhere).
 
 `launch` and `launch_ros` are not on PyPI; the launch file stays a thin shell over these functions, and
-tests/test_launch_support.py checks the rules on every machine.
+tests/ros/test_launch_support.py checks the rules on every machine.
 """
 from __future__ import annotations
 

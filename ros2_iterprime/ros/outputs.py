@@ -20,9 +20,9 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..geometry import MaskPoint3D, PinholeIntrinsics
+from ..geometry.camera import MaskPoint3D, PinholeIntrinsics
+from ..geometry.target import Target3D
 from ..results import SegmentationResult
-from ..target3d import Target3D
 from .image import numpy_to_msg
 from .pointcloud2 import numpy_to_pointcloud2
 from .worker import FRAME_TOO_OLD, NO_FRAME  # answered by the scheduler itself

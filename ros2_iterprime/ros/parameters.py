@@ -14,7 +14,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from ..pointcloud import MIN_VOXEL_SIZE
+from ..geometry.pointcloud import MIN_VOXEL_SIZE
 
 __all__ = ["PARAMETERS", "ParamSpec", "StartupError", "check_value", "cross_check", "is_builtin"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidInputError, IterPrimeError, NoImageError
-from ..geometry import PinholeIntrinsics
-from ..target3d import Target3DParams, target_3d
+from ..geometry.camera import PinholeIntrinsics
+from ..geometry.target import Target3DParams, target_3d
 from . import outputs as out
 from .inputs import DepthFrame, Frame
 

@@ -8,13 +8,13 @@ with a bounded wait; an unstamped image (stamp 0) falls back to the latest trans
 tf2_ros is part of every ROS 2 install but not on PyPI: it is imported when present. Without it (the pip
 route) :class:`TargetFrameLookup` reports ``available = False`` and every lookup fails with that reason;
 the node says so once at start-up. The transform arithmetic itself is
-:class:`ros2_iterprime.transforms.RigidTransform` (plain numpy, tested without ROS).
+:class:`ros2_iterprime.geometry.transforms.RigidTransform` (plain numpy, tested without ROS).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..transforms import RigidTransform
+from ..geometry.transforms import RigidTransform
 
 __all__ = ["TargetFrameLookup"]
 

@@ -63,7 +63,7 @@ class TrackRunner:
         """Build the tracker (loading its model) if not done yet; raises what loading raises."""
         if self.tracker is not None:
             return
-        from ..tracking import RegroundPolicy, RegroundSettings, ReferringTracker
+        from ..tracking import ReferringTracker, RegroundPolicy, RegroundSettings
 
         try:
             model = self._load()

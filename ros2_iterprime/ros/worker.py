@@ -4,7 +4,7 @@ Subscription callbacks only decode and hand frames and expressions to the :class
 :class:`Worker` thread asks it for the next :class:`Job` and runs the model, so frames never queue behind
 a slow model (the latest-frame policy of yolo_ros / Isaac ROS pipelines).
 
-Rules (tested in tests/test_ros_worker.py without DDS):
+Rules (tested in tests/ros/test_ros_worker.py without DDS):
 
 - **on_command**: each expression is answered exactly once, on the newest frame that is at most
   ``max_frame_age`` seconds old. Without such a frame the expression waits up to ``max_frame_age`` for

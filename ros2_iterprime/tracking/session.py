@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .models import TrackerModel
+from ..models.trackers import TrackerModel
 
 #: the session tracks one object, under this client-side id
 OBJ_ID = 1

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError, IterPrimeError
+from ..grounding.segmenter import clean_expression
 from ..image_io import DEFAULT_MAX_PIXELS, to_rgb_uint8
-from ..predictor import _clean_expression
+from ..models.trackers import TrackerModel
 from ..results import SegmentationResult, mask_bbox_centroid
-from .models import TrackerModel
 from .policy import NEW_EXPRESSION, RegroundPolicy
 from .session import StreamingSession
 
@@ -205,7 +205,7 @@ class ReferringTracker:
         this image's. Raises InvalidInputError for an unusable image or an empty expression.
         """
         t0 = time.perf_counter()
-        text = _clean_expression(expression)
+        text = clean_expression(expression)
         rgb = self._validate_frame(image, check_size=False)
         self._drain_pending()
         self._expression = text
@@ -218,7 +218,7 @@ class ReferringTracker:
 
     def set_expression(self, expression: str) -> None:
         """Follow a new expression on the same stream: the next `update` grounds it."""
-        text = _clean_expression(expression)
+        text = clean_expression(expression)
         if self._frame_size is None:
             raise NotTrackingError("call start(image, expression) before set_expression()")
         self._expression = text

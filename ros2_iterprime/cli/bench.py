@@ -1,0 +1,47 @@
+"""``ros2_iterprime bench``: time every stage on full-size random-weight models (see `..benchmark.run`)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..benchmark.run import DEFAULT_TRACKER, format_table, run_bench
+from .common import subcommand
+
+
+@subcommand("bench", help="benchmark stages, caching and the official structure (no weights needed)")
+def add_bench_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="default, large or tiny-random")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build the full-size architectures with random weights (no download needed)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--proposals", default="cam_points", choices=["cam_points", "automatic"])
+    p.add_argument("--size", default="640x480", help="WxH of the synthetic frame")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--early-stop", action="store_true",
+                   help="apply IGRS's stop rule (default off: time exactly --iters rounds in both structures)")
+    p.add_argument("--tracker", action="append", default=None, metavar="NAME",
+                   help=f"tracker to time (repeatable): {DEFAULT_TRACKER} (default), sam2.1-hiera-small, "
+                        "sam2.1-hiera-base-plus, sam2.1-hiera-large, EdgeTAM, or none; with real weights also a "
+                        "hub id or local directory. --model tiny-random uses the tiny tracker")
+    p.add_argument("--track-frames", type=int, default=None, metavar="N",
+                   help="frames tracked after start() (default: num_maskmem - 1 + --reps, so --reps frames have "
+                        "a full memory bank)")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this path")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    res = run_bench(args.model, args.random_weights, args.device, args.dtype, args.iters, args.proposals,
+                    w, h, args.reps, args.warmup, args.threads, args.early_stop,
+                    trackers=args.tracker or [DEFAULT_TRACKER], track_frames=args.track_frames)
+    print(format_table(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
