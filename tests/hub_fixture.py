@@ -314,7 +314,7 @@ def mask2former_fixture_files(seed: int = 0) -> dict[str, bytes]:
 
 # ------------------------------------------------------------------------------------------ entry point
 def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0, tracker: bool = True,
-                    mask2former: bool = True) -> HubFixture:
+                    mask2former: bool = False) -> HubFixture:
     """Write the repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses); `tracker`: with SAM 2.1,
     `mask2former`: with Mask2Former Swin-L COCO panoptic."""
     hf_home = Path(hf_home)
