@@ -191,7 +191,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         }
         if proposals_model != "sam":  # (absent for SAM v1, so that earlier SAM runs still resume)
             fingerprint["proposals_model"] = proposals_model
-            if _is_mask2former(proposals_model):  # the SAM prompting mode does not apply
+            if _is_mask2former(seg_config.proposals_model):  # the SAM prompting mode does not apply
                 fingerprint["proposals"] = "mask2former"
         out = prepare_output(args.out, fingerprint, overwrite=args.overwrite)
 

@@ -122,6 +122,7 @@ class SegmenterConfig:
         if not isinstance(self.proposals_model, str) or not self.proposals_model.strip():
             raise ValueError("proposals_model must be 'sam', 'mask2former' or a SAM 2.1 / EdgeTAM / Mask2Former "
                              "model id or directory")
+        mask2former_id(self.proposals_model)  # raises for 'mask2former:' with no id after it
         if self.max_text_tokens < 8:
             raise ValueError("max_text_tokens must be >= 8")
         if self.itm_first_token not in ITM_FIRST_TOKENS:
