@@ -140,7 +140,8 @@ def test_proposals_model_names():
     assert mask2former_id("mask2former") == DEFAULT_MASK2FORMER == "facebook/mask2former-swin-large-coco-panoptic"
     assert mask2former_id("mask2former", tiny=True) == TINY_MASK2FORMER
     assert mask2former_id(" tiny-random-mask2former ") == TINY_MASK2FORMER
-    assert mask2former_id("facebook/mask2former-swin-base-coco-panoptic") == "facebook/mask2former-swin-base-coco-panoptic"
+    base = "facebook/mask2former-swin-base-coco-panoptic"
+    assert mask2former_id(base) == base
     assert mask2former_id("mask2former:/robot/models/m2f") == "/robot/models/m2f"
     for other in ("sam", "tiny-random", "facebook/sam2.1-hiera-tiny", "tiny-random-edgetam", ""):
         assert mask2former_id(other) is None and not is_mask2former(other)
