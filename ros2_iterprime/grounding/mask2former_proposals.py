@@ -8,7 +8,11 @@ to the panoptic result). What each step does here, and where it comes from:
 - **which masks**: every query (200 for the paper's checkpoint), whatever its class and score: the
   official ``bin_mask`` is computed from ``mask_pred_results`` before any panoptic / instance filtering
   (``object_mask_threshold``, the class argmax and the overlap rule only shape the unused panoptic
-  output). No NMS, no class filter, no score threshold.
+  output), in the branch the modified `MaskFormer.__init__` forces on
+  (``sem_seg_postprocess_before_inference = True``). No NMS, no class filter, no score threshold.
+  (`demo/predictor.py` unpacks ``predictions, bin_mask`` from detectron2's `DefaultPredictor`, whose
+  stock version returns ``model([inputs])[0]``; the official setup must run a locally changed
+  detectron2 that returns the model's pair. We take ``bin_mask`` as the model code computes it.)
 - **which logits**: the last decoder layer's mask logits (transformers' ``masks_queries_logits`` of
   `Mask2FormerForUniversalSegmentation`; detectron2's ``outputs["pred_masks"]``), at 1/4 of the padded
   input.
