@@ -1,6 +1,7 @@
-"""A hub-faithful model cache for tests: `Salesforce/blip-itm-base-coco`, `facebook/sam-vit-base` and
-`facebook/sam2.1-hiera-tiny` laid out exactly as `huggingface_hub` caches them, with the files those
-repositories publish (the ones `download` fetches), shrunk.
+"""A hub-faithful model cache for tests: `Salesforce/blip-itm-base-coco`, `facebook/sam-vit-base`,
+`facebook/sam2.1-hiera-tiny` and `facebook/mask2former-swin-large-coco-panoptic` laid out exactly as
+`huggingface_hub` caches them, with the files those repositories publish (the ones `download` fetches),
+shrunk.
 
     build_hub_cache(tmp_path / "hf_home")   # then HF_HOME=<that> HF_HUB_OFFLINE=1, or cache_dir=<hub dir>
 
@@ -23,6 +24,14 @@ What each repository holds here (as on the hub's `main`):
   preprocessor_config.json, video_preprocessor_config.json, processor_config.json. The repository also
   holds the original `sam2.1_hiera_tiny.pt` pickle and `sam2.1_hiera_t.yaml`, which `download` never
   fetches (see `SAM21_HUB_LISTING`). Sources of each file's content: `sam21_fixture_files`.
+- Mask2Former Swin-L COCO panoptic (the official IteRPrimE proposal network): what main holds
+  (`MASK2FORMER_HUB_LISTING`): config.json (every key of the published file,
+  `ros2_iterprime.models.published`; widths and depths shrunk, 200 queries / 133 classes / window 12 /
+  384 px / Swin heads kept), `pytorch_model.bin` ONLY (its safetensors copy exists only on the unmerged
+  hub PR #3), with the state-dict names of transformers 4.26 (Swin `attention.self.query`, ...,
+  and the then persistent `relative_position_index` buffers, which 5.x no longer registers and must
+  tolerate), and preprocessor_config.json (the 538-byte published file: a 384 x 384 processor that the
+  official-input preprocessing does not read).
 
 State-dict key names are those of the checkpoints (transformers 4.26 / 4.29 module names, unchanged
 in 5.x), including the BLIP text `embeddings.position_ids` buffer that the old save kept and 5.x no
@@ -46,6 +55,11 @@ from ros2_iterprime.models.tiny import TINY_WORDS, bert_layout_vocab, bert_uncas
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 SAM_REPO = "facebook/sam-vit-base"
 SAM21_REPO = "facebook/sam2.1-hiera-tiny"
+MASK2FORMER_REPO = "facebook/mask2former-swin-large-coco-panoptic"
+#: the files on `main` of facebook/mask2former-swin-large-coco-panoptic (hub file listing, 10 commits,
+#: last "Update README.md"); model.safetensors is only on refs/pr/3
+MASK2FORMER_HUB_LISTING = [".gitattributes", "README.md", "config.json", "preprocessor_config.json",
+                           "pytorch_model.bin"]
 #: the files on `main` of facebook/sam2.1-hiera-tiny: the original release (.gitattributes, README.md,
 #: sam2.1_hiera_t.yaml, sam2.1_hiera_tiny.pt; hub file listing) plus the converter's transformers files
 SAM21_HUB_LISTING = [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
@@ -248,9 +262,61 @@ def sam21_fixture_files(seed: int = 0) -> dict[str, bytes]:
     }
 
 
+# ------------------------------------------------------------------------------------------ Mask2Former
+def mask2former_fixture_config() -> dict:
+    """The published Mask2Former Swin-L COCO panoptic config with widths/depths shrunk (every key kept).
+
+    Kept: 200 queries, 133 labels, Swin window 12 / patch 4 / 384 px / heads [6, 12, 24, 48], 8 decoder
+    heads, strides. Shrunk: Swin embed 48 (head width 8; hidden_size 384 follows), one block per stage,
+    32-wide pixel and transformer decoders, one deformable encoder layer, 3 decoder layers (2 masked-
+    attention layers; `num_hidden_layers` follows), FFN 64. At the official 800-pixel input one pass
+    still takes seconds on a CPU: the fixture is faithful in input size, not fast.
+    """
+    cfg = published("MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_CONFIG")
+    cfg["backbone_config"].update(embed_dim=48, depths=[1, 1, 1, 1], hidden_size=48 * 8)
+    cfg.update(feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_layers=1, encoder_feedforward_dim=64,
+               dim_feedforward=64, decoder_layers=3, num_hidden_layers=3)
+    return cfg
+
+
+def mask2former_fixture_files(seed: int = 0) -> dict[str, bytes]:
+    import tempfile
+
+    from safetensors.torch import load_file
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+    cfg = mask2former_fixture_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 4)
+        model = Mask2FormerForUniversalSegmentation(Mask2FormerConfig.from_dict(json.loads(json.dumps(cfg))))
+        with torch.no_grad():  # trained-like mask logits, so that the 200 masks differ (see models.tiny)
+            for name, p in model.model.transformer_module.named_parameters():
+                if "mask_embedder" in name or "queries_features" in name:
+                    p.normal_(0.0, 1.0)
+    with tempfile.TemporaryDirectory() as d:
+        # transformers 5.x writes the checkpoint names it reads (Swin attention.self.query, ...), i.e. 4.26's
+        model.save_pretrained(d)
+        state = load_file(str(Path(d) / "model.safetensors"))
+    window = cfg["backbone_config"]["window_size"]
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    index = rel[..., 0] * (2 * window - 1) + rel[..., 1]  # (window^2, window^2), as 4.26 registered it
+    for key in [k for k in state if k.endswith("attention.self.relative_position_bias_table")]:
+        state[key.replace("relative_position_bias_table", "relative_position_index")] = index.clone()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return {
+        "config.json": _json(cfg),
+        "pytorch_model.bin": buf.getvalue(),
+        "preprocessor_config.json": _json(published("MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_PREPROCESSOR")),
+    }
+
+
 # ------------------------------------------------------------------------------------------ entry point
-def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0, tracker: bool = True) -> HubFixture:
-    """Write the repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses); `tracker`: with SAM 2.1."""
+def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0, tracker: bool = True,
+                    mask2former: bool = False) -> HubFixture:
+    """Write the repositories into `hf_home/hub` (the cache HF_HOME=hf_home uses); `tracker`: with SAM 2.1,
+    `mask2former`: with Mask2Former Swin-L COCO panoptic."""
     hf_home = Path(hf_home)
     hub = hf_home / "hub"
     snaps = {
@@ -259,6 +325,9 @@ def build_hub_cache(hf_home: str | os.PathLike, seed: int = 0, tracker: bool = T
     }
     if tracker:
         snaps[SAM21_REPO] = write_cached_repo(hub, SAM21_REPO, sam21_fixture_files(seed), lfs={"model.safetensors"})
+    if mask2former:
+        snaps[MASK2FORMER_REPO] = write_cached_repo(hub, MASK2FORMER_REPO, mask2former_fixture_files(seed),
+                                                    lfs={"pytorch_model.bin"})
     return HubFixture(hf_home, hub, snaps)
 
 

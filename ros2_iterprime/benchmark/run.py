@@ -22,6 +22,8 @@ and times on one synthetic 640x480 frame, T=3:
   Random-weight groundings rarely pass the selection (`found`), and a not-found grounding would leave
   nothing to track, so then the block's own mask seeds the tracker (said in the output): the cost of
   a tracker step does not depend on what it follows.
+- Mask2Former (`--mask2former`, the paper's proposal network, `mask2former_stage`): its stage on the
+  same frame in the same run, with FLOPs (FlopCounterMode) and its share of the device's compute limit.
 Absolute times depend on the machine; compare the ratios. `--model tiny-random` runs the same code on
 the tiny configs (CI smoke run; the tracker is then `tiny-random`).
 """
@@ -296,7 +298,8 @@ def _stats(xs: list[float]) -> dict:
 def run_bench(model: str = "default", random_weights: bool = False, device: str = "auto", dtype: str = "auto",
               iterations: int = 3, proposals: str = "cam_points", width: int = 640, height: int = 480,
               reps: int = 5, warmup: int = 1, threads: int | None = None, early_stop: bool = False,
-              trackers: tuple[str, ...] | list[str] = (DEFAULT_TRACKER,), track_frames: int | None = None) -> dict:
+              trackers: tuple[str, ...] | list[str] = (DEFAULT_TRACKER,), track_frames: int | None = None,
+              mask2former: bool = False) -> dict:
     from ..grounding.gradcam import to_patch_grid
     from ..grounding.pwem import fuse
     from ..grounding.refinement import RoundOutput, normalise, refine
@@ -445,7 +448,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
     values = dict(ratios, e2e_first_ms=1000 * first, e2e_second_ms=1000 * second)
     checks = {k: {"value": values[k], "target": f"{op} {v}", "met": (values[k] <= v) if op == "<=" else (values[k] >= v)}
               for k, (op, v) in targets.items()}
-    return {
+    res = {
         "settings": {
             "model": model, "vlm": models.vlm_id, "sam": models.sam_id, "random_weights": bool(random_weights),
             "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
@@ -464,6 +467,14 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         "targets": checks,
         "tracking": tracking,
     }
+    if mask2former:  # the paper's proposal network on the same frame, after everything above
+        from .mask2former_stage import measure_mask2former_stage
+
+        res["mask2former"] = measure_mask2former_stage(
+            frame, tiny=vlm == TINY, random_weights=random_weights, device=dev, dtype=dtype, reps=reps,
+            warmup=warmup, sam_image_ms=1000 * med["stage: SAM preprocess + image encoder"],
+            first_expression_ms=1000 * first)
+    return res
 
 
 def format_table(res: dict) -> str:
@@ -496,4 +507,8 @@ def format_table(res: dict) -> str:
         lines.append(f"ratio {'track_over_grounding (per frame / first expression)':52s} {t['track_over_grounding']:9.3f}")
         lines.append(f"{'track loop: sustained frame rate (full memory bank)':58s} {t['sustained_fps']:9.3f} fps")
         lines.append(f"{'track loop: frame rate over all frames':58s} {t['fps_all_frames']:9.3f} fps")
+    if "mask2former" in res:
+        from .mask2former_stage import format_rows
+
+        lines += format_rows(res["mask2former"])
     return "\n".join(lines)

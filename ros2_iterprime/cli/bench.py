@@ -31,6 +31,10 @@ def add_bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track-frames", type=int, default=None, metavar="N",
                    help="frames tracked after start() (default: num_maskmem - 1 + --reps, so --reps frames have "
                         "a full memory bank)")
+    p.add_argument("--mask2former", action="store_true",
+                   help="also time the paper's proposal network on the same frame: Mask2Former Swin-L COCO panoptic "
+                        "(published architecture with --random-weights, else the real checkpoint; tiny under "
+                        "--model tiny-random), with its FLOPs and share of the device's compute limit")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path")
     p.set_defaults(func=cmd_bench)
 
@@ -39,7 +43,8 @@ def cmd_bench(args) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     res = run_bench(args.model, args.random_weights, args.device, args.dtype, args.iters, args.proposals,
                     w, h, args.reps, args.warmup, args.threads, args.early_stop,
-                    trackers=args.tracker or [DEFAULT_TRACKER], track_frames=args.track_frames)
+                    trackers=args.tracker or [DEFAULT_TRACKER], track_frames=args.track_frames,
+                    mask2former=args.mask2former)
     print(format_table(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

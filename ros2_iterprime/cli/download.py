@@ -3,6 +3,7 @@
     ros2_iterprime download                      # BLIP ITM base + SAM ViT-B into the model cache, verified
     ros2_iterprime download --to DIR             # + self-contained safetensors folders for --vlm/--sam DIR/...
     ros2_iterprime download --tracker facebook/sam2.1-hiera-tiny   # + the tracking model (mode track)
+    ros2_iterprime download --repo Salesforce/blip-itm-base-coco --mask2former   # the paper's setup: BLIP + Mask2Former
 """
 from __future__ import annotations
 
@@ -27,10 +28,16 @@ def add_download_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracker", action="append", default=None, metavar="ID",
                    help="also fetch a tracking model (mode track): a SAM 2.1 / EdgeTAM repository id, e.g. "
                         "facebook/sam2.1-hiera-tiny (repeatable; added to --model/--vlm/--sam or --repo)")
+    p.add_argument("--mask2former", nargs="?", const="mask2former", default=None, metavar="ID",
+                   help="also fetch a Mask2Former proposal model (proposals_model mask2former, the paper's setup): "
+                        "without ID facebook/mask2former-swin-large-coco-panoptic (added to --model/--vlm/--sam or "
+                        "--repo; BLIP + Mask2Former is all the paper's setup needs: --repo "
+                        "Salesforce/blip-itm-base-coco --mask2former)")
     p.add_argument("--cache-dir", default=None, help="model cache directory (default: the HF cache)")
     p.add_argument("--to", default=None, metavar="DIR",
                    help="also write a self-contained safetensors folder per model, DIR/<repo name>, "
-                        "for --vlm/--sam, load_tracker(DIR/...) or the node's vlm/sam/tracker_model parameters")
+                        "for --vlm/--sam/--proposals-model, load_tracker(DIR/...) or the node's "
+                        "vlm/sam/tracker_model/proposals_model parameters")
     p.set_defaults(func=cmd_download)
 
 
@@ -53,6 +60,12 @@ def cmd_download(args) -> int:
         repos = default_repos(*resolve_profile(args.model, args.vlm, args.sam))
     for tracker in args.tracker or []:  # added to either set
         repos += [r for r in default_repos(None, None, tracker) if r not in repos]
+    if args.mask2former:
+        from ..models.mask2former import mask2former_id
+
+        m2f = mask2former_id(args.mask2former) or args.mask2former  # 'mask2former' -> the paper's checkpoint
+        if not m2f.startswith("tiny-random") and (m2f, "mask2former") not in repos:
+            repos.append((m2f, "mask2former"))
     if not repos:
         print("tiny-random is built in-process: nothing to download")
         return 0
@@ -68,9 +81,10 @@ def cmd_download(args) -> int:
     if result.exported:
         dirs = {rep.kind: os.path.abspath(result.exported[rep.model_id]) for rep in result.reports}
         print("self-contained safetensors copies written; copy them to the robot and use:")
-        seg = {k: d for k, d in dirs.items() if k in ("vlm", "sam")}
+        flags = {k: KINDS[k].use_flag or f"--{k}" for k in ("vlm", "sam", "mask2former")}
+        seg = {flags[k]: d for k, d in dirs.items() if k in flags}
         if seg:
-            print("  ros2_iterprime segment IMAGE EXPR " + " ".join(f"--{k} {d}" for k, d in seg.items()))
+            print("  ros2_iterprime segment IMAGE EXPR " + " ".join(f"{f} {d}" for f, d in seg.items()))
         if "tracker" in dirs:
             print(f"  ros2_iterprime.tracking.load_tracker({dirs['tracker']!r})")
         print("  iterprime_node --ros-args " + " ".join(f"-p {KINDS[k].node_param}:={d}" for k, d in dirs.items()))

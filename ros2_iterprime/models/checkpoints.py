@@ -18,8 +18,10 @@ refuses anything but tensors and plain containers (no code runs while loading).
 The registry (`KINDS`, `KNOWN_REPOS`) says which files each kind of model needs; `ros2_iterprime
 download` fetches exactly those, verifies them and can export self-contained safetensors directories.
 New model families register here: add a `ModelKind` and their repo ids. Kinds: 'vlm' (BLIP ITM),
-'sam' (SAM v1 proposals) and 'tracker' (SAM 2.1 / EdgeTAM video models, `ros2_iterprime.tracking`;
-their repositories also hold the original `.pt` pickles and YAML files, which are never fetched).
+'sam' (SAM v1 proposals), 'tracker' (SAM 2.1 / EdgeTAM video models, `ros2_iterprime.tracking`;
+their repositories also hold the original `.pt` pickles and YAML files, which are never fetched) and
+'mask2former' (Mask2Former panoptic models as the proposal network, the official IteRPrimE setup;
+`facebook/mask2former-swin-large-coco-panoptic` publishes only `pytorch_model.bin` on main).
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ class ModelKind:
     """What one kind of model needs on disk.
 
     Attributes:
-        name: 'vlm', 'sam', 'tracker' (also the `download` flag: --vlm / --sam / --tracker).
+        name: 'vlm', 'sam', 'tracker', 'mask2former' (also the `download` flag: --vlm / --sam / --tracker /
+            --mask2former).
         required: (label, any-of file names): every label must be satisfied besides the weights.
         model_class: transformers class that loads the weights.
         processor_classes: transformers classes of its processors (image processor, tokenizer), loaded
@@ -64,6 +67,7 @@ class ModelKind:
             `model_class` is the fallback.
         copy_files: processor files copied verbatim by `download --to` when the checkpoint has them
             (for processors that cannot be instantiated everywhere, e.g. the torchvision-only SAM 2 ones).
+        use_flag: how the CLI takes a local copy of this model ('' = ``--<name>``), for messages.
     """
 
     name: str
@@ -73,6 +77,7 @@ class ModelKind:
     param: str = ""
     model_types: tuple[tuple[str, str], ...] = ()
     copy_files: tuple[str, ...] = ()
+    use_flag: str = ""
 
     @property
     def node_param(self) -> str:
@@ -114,6 +119,14 @@ KINDS: dict[str, ModelKind] = {
     ), "Sam2VideoModel", (), param="tracker_model",
         model_types=(("sam2_video", "Sam2VideoModel"), ("edgetam_video", "EdgeTamVideoModel")),
         copy_files=("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")),
+    # Mask2Former (proposals_model: mask2former). The converter saved the model and a
+    # Mask2FormerImageProcessor (preprocessor_config.json); only config + weights are required, because
+    # the test-time input follows the official detectron2 config, not that file
+    # (`models.mask2former_preprocess`); it is fetched and copied by `download --to` all the same.
+    "mask2former": ModelKind("mask2former", (
+        ("config", ("config.json",)),
+    ), "Mask2FormerForUniversalSegmentation", (), param="proposals_model",
+        copy_files=("preprocessor_config.json",), use_flag="--proposals-model"),
 }
 
 #: published tracker checkpoints (`models.trackers.KNOWN_TRACKERS`; `download --tracker ID`)
@@ -123,6 +136,13 @@ TRACKER_REPOS: tuple[str, ...] = (
     "facebook/sam2.1-hiera-base-plus",
     "facebook/sam2.1-hiera-large",
     "facebook/EdgeTAM",
+)
+
+#: published Mask2Former COCO panoptic checkpoints (`download --mask2former ID`); the first is the paper's
+MASK2FORMER_REPOS: tuple[str, ...] = (
+    "facebook/mask2former-swin-large-coco-panoptic",
+    "facebook/mask2former-swin-base-coco-panoptic",
+    "facebook/mask2former-swin-small-coco-panoptic",
 )
 
 #: hub repositories this package knows, with their kind (`download --repo ID` accepts these)
@@ -135,6 +155,7 @@ KNOWN_REPOS: dict[str, str] = {
     "facebook/sam-vit-large": "sam",
     "facebook/sam-vit-huge": "sam",
     **{repo: "tracker" for repo in TRACKER_REPOS},
+    **{repo: "mask2former" for repo in MASK2FORMER_REPOS},
 }
 
 

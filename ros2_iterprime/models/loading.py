@@ -108,8 +108,9 @@ def hub_offline() -> bool:
 def missing_weights_message(kind: str, model_id: str, reason: str, cache_dir: str | None = None) -> str:
     """The one error text for a model that cannot be loaded: what failed and the route that works.
 
-    `kind` names the `download` flag (--vlm / --sam / --tracker) and, through `checkpoints.KINDS`, the
-    ROS node parameter (vlm / sam / tracker_model).
+    `kind` names the `download` flag (--vlm / --sam / --tracker / --mask2former) and, through
+    `checkpoints.KINDS`, the CLI flag and ROS node parameter that take a local copy (vlm / sam /
+    tracker_model / proposals_model).
     """
     if os.path.isdir(model_id):
         how = (f"the directory {model_id!r} must hold config.json and model.safetensors or pytorch_model.bin, "
@@ -119,7 +120,8 @@ def missing_weights_message(kind: str, model_id: str, reason: str, cache_dir: st
         name = checkpoints.export_name(model_id)
         spec = checkpoints.KINDS.get(kind)
         param = spec.node_param if spec is not None else kind
-        use, smoke = f"--{kind} DIR/{name}", "--model tiny-random"
+        flag = spec.use_flag if spec is not None and spec.use_flag else f"--{kind}"
+        use, smoke = f"{flag} DIR/{name}", "--model tiny-random"
         if kind == "tracker":
             use, smoke = f"load_tracker('DIR/{name}')", "the tracker 'tiny-random'"
         how = (f"on a machine with internet run `ros2_iterprime download --{kind} {model_id}` (it fetches the "

@@ -31,6 +31,30 @@ real files once they are in the local cache):
   decoder at the SAM defaults (256 wide, 2-layer two-way transformer, 8 heads, 3 multimask outputs).
 - its `preprocessor_config.json`: `SamImageProcessor` of 4.29 (longest edge 1024, bilinear, ImageNet
   mean/std, padded to 1024x1024).
+- `facebook/mask2former-swin-large-coco-panoptic` (the official IteRPrimE proposal network), `config.json`:
+  written by `save_pretrained` of transformers 4.26.0.dev0 ("Upload Mask2FormerForUniversalSegmentation",
+  Jan 2023; 82.2 kB) from the converter (`convert_mask2former_original_pytorch_checkpoint_to_pytorch.py`):
+  `Mask2FormerConfig` with the original config's values (Swin-L backbone from
+  `microsoft/swin-large-patch4-window12-384`'s config: embed 192, depths [2, 2, 18, 2], heads
+  [6, 12, 24, 48], window 12, 384 px, drop path 0.3, out_features stage1-4; 200 queries, 133 COCO
+  panoptic classes, 10 decoder layers, 6 pixel-decoder encoder layers, 256 wide, 8 heads, FFN 2048,
+  encoder FFN 1024). The top level is the diff against `PretrainedConfig()` (every Mask2Former key, plus
+  `num_hidden_layers` = `decoder_layers` that 4.26 set, plus `enforce_input_proj`, the name the converter
+  passes and the config does not define, which 4.26 stored as an extra attribute); the backbone is the full
+  `SwinConfig.to_dict()` of 4.26 (`path_norm`, `stage_names`, no `out_indices` yet). Label NAMES are not
+  reproduced (only their number matters to loading): the backbone's 1000 ImageNet labels, which make up
+  most of the file's 82 kB, are shrunk to transformers' two defaults, the 133 COCO panoptic names are
+  placeholders.
+- its `preprocessor_config.json` (538 bytes on main since "change image_processor_type (#1)"): the
+  converter's processor after the hub edit "Update preprocessor_config.json" (size 800 -> 384 x 384);
+  key set and values as the sibling `facebook/mask2former-swin-base-coco-panoptic` (same uploader, same
+  day, same size); serialised as `save_pretrained` does (indent 2, sorted keys) it is exactly 538 bytes,
+  537 with the earlier "MaskFormerImageProcessor". Our preprocessing does not read it (it follows the
+  official detectron2 test-time input instead: `mask2former_preprocess`).
+- that repository's weights: `pytorch_model.bin` ONLY on main (866 MB; a safetensors conversion exists
+  only on the unmerged hub PR #3 by SFconvertbot), state-dict names of transformers 4.26 (the Swin
+  backbone's `attention.self.query/key/value`, `attention.output.dense`, `intermediate.dense`,
+  `output.dense`, and its then persistent `attention.self.relative_position_index` buffers).
 """
 from __future__ import annotations
 
@@ -182,6 +206,77 @@ SAM_VIT_BASE_PREPROCESSOR: dict[str, Any] = {
 }
 
 
+#: 133 COCO panoptic classes (80 things + 53 stuff); names are placeholders (see the module docstring)
+COCO_PANOPTIC_NUM_LABELS = 133
+_COCO_PANOPTIC_ID2LABEL = {str(i): f"coco_panoptic_{i}" for i in range(COCO_PANOPTIC_NUM_LABELS)}
+
+MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_CONFIG: dict[str, Any] = {
+    "_commit_hash": None,
+    "activation_function": "relu",
+    "architectures": ["Mask2FormerForUniversalSegmentation"],
+    "backbone_config": _nested(
+        "4.26.0.dev0",
+        _name_or_path="microsoft/swin-large-patch4-window12-384", architectures=["SwinForImageClassification"],
+        attention_probs_dropout_prob=0.0, depths=[2, 2, 18, 2], drop_path_rate=0.3, embed_dim=192,
+        encoder_stride=32, hidden_act="gelu", hidden_dropout_prob=0.0, hidden_size=1536, image_size=384,
+        initializer_range=0.02, layer_norm_eps=1e-05, mlp_ratio=4.0, model_type="swin", num_channels=3,
+        num_heads=[6, 12, 24, 48], num_layers=4, out_features=["stage1", "stage2", "stage3", "stage4"],
+        patch_size=4, path_norm=True, qkv_bias=True, stage_names=["stem", "stage1", "stage2", "stage3", "stage4"],
+        torch_dtype="float32", use_absolute_embeddings=False, window_size=12,
+    ),
+    "class_weight": 2.0,
+    "common_stride": 4,
+    "decoder_layers": 10,
+    "dice_weight": 5.0,
+    "dim_feedforward": 2048,
+    "dropout": 0.0,
+    "encoder_feedforward_dim": 1024,
+    "encoder_layers": 6,
+    "enforce_input_proj": False,
+    "enforce_input_projection": False,
+    "feature_size": 256,
+    "feature_strides": [4, 8, 16, 32],
+    "hidden_dim": 256,
+    "id2label": _COCO_PANOPTIC_ID2LABEL,
+    "ignore_value": 255,
+    "importance_sample_ratio": 0.75,
+    "init_std": 0.02,
+    "init_xavier_std": 1.0,
+    "label2id": {v: int(k) for k, v in _COCO_PANOPTIC_ID2LABEL.items()},
+    "mask_feature_size": 256,
+    "mask_weight": 5.0,
+    "model_type": "mask2former",
+    "no_object_weight": 0.1,
+    "num_attention_heads": 8,
+    "num_hidden_layers": 10,
+    "num_queries": 200,
+    "output_auxiliary_logits": None,
+    "oversample_ratio": 3.0,
+    "pre_norm": False,
+    "torch_dtype": "float32",
+    "train_num_points": 12544,
+    "transformers_version": "4.26.0.dev0",
+    "use_auxiliary_loss": True,
+}
+
+MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_PREPROCESSOR: dict[str, Any] = {
+    "_max_size": 1333,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "ignore_index": 255,
+    "image_mean": [0.48500001430511475, 0.4560000002384186, 0.4059999883174896],
+    "image_processor_type": "Mask2FormerImageProcessor",
+    "image_std": [0.2290000021457672, 0.2239999920129776, 0.22499999403953552],
+    "num_labels": 133,
+    "reduce_labels": False,
+    "resample": 2,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 384, "width": 384},
+    "size_divisor": 32,
+}
+
+
 def published(name: str) -> dict[str, Any]:
     """A deep copy of one of the dicts above (callers may shrink it freely)."""
     return copy.deepcopy(globals()[name])
@@ -199,3 +294,10 @@ def sam_vit_base_config():
     from transformers import SamConfig
 
     return SamConfig.from_dict(published("SAM_VIT_BASE_CONFIG"))
+
+
+def mask2former_swin_large_coco_panoptic_config():
+    """`transformers.Mask2FormerConfig` of `facebook/mask2former-swin-large-coco-panoptic` (Swin-L, 200 queries)."""
+    from transformers import Mask2FormerConfig
+
+    return Mask2FormerConfig.from_dict(published("MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_CONFIG"))

@@ -1,4 +1,4 @@
-"""`tiny-random`: the SAME BLIP ITM / SAM classes with tiny, seeded, randomly initialised configs.
+"""`tiny-random`: the SAME BLIP ITM / SAM / Mask2Former classes with tiny, seeded, randomly initialised configs.
 
 Built in-process with no files and no network, the way `transformers` tests its models. Outputs are
 meaningless: these models check shapes, gradients, plumbing and logic, never accuracy. The BLIP text
@@ -146,3 +146,48 @@ def build_tiny_sam(seed: int = 0):
         model = SamModel(config)
     proc = SamImageProcessorPil(size={"longest_edge": 128}, pad_size={"height": 128, "width": 128})
     return model, proc
+
+
+#: tiny Mask2Former: its test-time input (short edge 64, long edge <= 128, padded to 32) and query count
+TINY_MASK2FORMER_SHORT_EDGE = 64
+TINY_MASK2FORMER_MAX_SIZE = 128
+TINY_MASK2FORMER_QUERIES = 16
+
+
+def tiny_mask2former_config():
+    """Config of a tiny `Mask2FormerForUniversalSegmentation` with a tiny Swin backbone.
+
+    Swin: embed 16, one block per stage, heads [1, 1, 2, 2], window 4 (stage widths 16..128, strides
+    4..32). Pixel decoder: 32 wide, one deformable-attention encoder layer. Transformer decoder: 32
+    wide, 2 heads, 3 layers (2 masked-attention layers + the learnable-query prediction), 16 queries,
+    5 classes. Masks at 1/4 of the padded input, as the real model's.
+    """
+    from transformers import Mask2FormerConfig
+
+    backbone = dict(model_type="swin", embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
+                    image_size=64, drop_path_rate=0.0, out_features=["stage1", "stage2", "stage3", "stage4"])
+    return Mask2FormerConfig(
+        backbone_config=backbone, num_queries=TINY_MASK2FORMER_QUERIES, num_labels=5, feature_size=32,
+        mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=64, encoder_layers=1, decoder_layers=3,
+        num_attention_heads=2, dim_feedforward=64)
+
+
+def build_tiny_mask2former(seed: int = 0):
+    """Tiny randomly initialised Mask2FormerForUniversalSegmentation (seeded, no files), eval mode, and its
+    `Mask2FormerInput` (images resized to a 64-pixel short side, at most 128, padded to multiples of 32)."""
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    from .mask2former_preprocess import Mask2FormerInput
+
+    config = tiny_mask2former_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 3)
+        model = Mask2FormerForUniversalSegmentation(config)
+        # transformers' init gives mask logits of about +-0.2: at the official threshold (sigmoid > 0.35,
+        # logit > -0.62) every query's mask would be the whole image. N(0, 1) query features and mask
+        # embedder give logits of trained-like scale and query masks that differ (sizes, piece counts).
+        with torch.no_grad():
+            for name, p in model.model.transformer_module.named_parameters():
+                if "mask_embedder" in name or "queries_features" in name:
+                    p.normal_(0.0, 1.0)
+    return model.eval(), Mask2FormerInput(TINY_MASK2FORMER_SHORT_EDGE, TINY_MASK2FORMER_MAX_SIZE, 32)

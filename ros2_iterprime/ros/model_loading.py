@@ -42,8 +42,10 @@ def load_tracker_for(setting: Callable[[str], Any], logger):
     """The tracker model for mode track (None: share the segmenter's SAM 2.1 proposal model)."""
     from ..models.trackers import load_tracker
 
+    from ..models.mask2former import is_mask2former
+
     tm, pm = setting("tracker_model").strip(), setting("proposals_model")
-    if pm != "sam" and tm in ("", pm):
+    if pm != "sam" and not is_mask2former(pm) and tm in ("", pm):  # a Mask2Former is no video model
         logger.info(f"tracker: sharing the proposal model {quote(pm)} (one image encoding per grounding frame)")
         return None
     tid = tracker_id(tm, setting("model"))

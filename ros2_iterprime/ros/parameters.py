@@ -98,9 +98,11 @@ PARAMETERS: dict[str, ParamSpec] = {
     "tracker_model": ParamSpec("", "mode track: SAM 2.1 / EdgeTAM video model id or local dir; '' = by model profile "
                                "(default: facebook/sam2.1-hiera-tiny, large: facebook/sam2.1-hiera-base-plus, "
                                "tiny-random: tiny-random). Read at configure / first use.", read_only=True),
-    "proposals_model": ParamSpec("sam", "Grounding's proposal network: 'sam' (SAM v1, the `sam` model) or a SAM 2.1 / "
+    "proposals_model": ParamSpec("sam", "Grounding's proposal network: 'sam' (SAM v1, the `sam` model), a SAM 2.1 / "
                                  "EdgeTAM id (shares the image encoder with the tracker when tracker_model is the same "
-                                 "model).", read_only=True),
+                                 "model), or 'mask2former' (the paper's: Mask2Former Swin-L COCO panoptic, all query "
+                                 "masks; tiny random under model tiny-random; any Mask2Former id or folder works).",
+                                 read_only=True),
     "lost_threshold": ParamSpec(0.0, "mode track: object-score logit below which a frame counts as lost "
                                 "(0 = SAM 2's own rule); a frame whose tracked mask is empty is always lost.", float_range=(-100.0, 100.0)),
     "lost_frames": ParamSpec(15, "mode track: consecutive lost frames that trigger a re-grounding.",

@@ -115,3 +115,46 @@ def test_reduced_precision_keeps_the_mask(dtype, rgb_image, monkeypatch):
         # so only the two checks above are meaningful then.
         if pa == pb:
             assert _iou(a.mask, b.mask) >= 0.98, (dtype, expr)
+
+
+def test_bench_times_the_mask2former_stage_in_the_same_run(tmp_path, capsys):
+    """`bench --mask2former` (tiny mode): the paper's proposal network on the same frame, FLOPs counted."""
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--model", "tiny-random", "--reps", "1", "--warmup", "1", "--json", str(out),
+                     "--tracker", "none", "--mask2former"]) == 0
+    printed = capsys.readouterr().out
+    assert "mask2former | tiny-random-mask2former" in printed and "share_of_limit" in printed
+    res = json.loads(out.read_text())
+    m = res["mask2former"]
+    assert m["status"] == "measured" and m["model"] == "tiny-random-mask2former" and m["queries"] == 16
+    assert m["image"] == [640, 480] and m["resized"] == [85, 64] and m["model_input"] == [96, 64]
+    rows = ("mask2former: preprocess (resize, normalise, pad)",
+            "mask2former: model forward (backbone + pixel/mask decoders)",
+            "mask2former: all query masks to the image size (sigmoid > 0.35)",
+            "mask2former: stage total (one new frame)")
+    for row in rows:
+        v = m["timings"][row]
+        assert v["n"] == 1 and 0 <= v["min_ms"] <= v["median_ms"] <= v["max_ms"], row
+    parts = sum(m["timings"][r]["median_ms"] for r in rows[:3])
+    assert parts == pytest.approx(m["timings"][rows[3]]["median_ms"], rel=1e-6, abs=1e-6)
+    # FLOPs from FlopCounterMode: the three parts are counted and add up to at most the total
+    assert m["flops"] > 0 and set(m["flops_by_part"]) == {"backbone (Swin)", "pixel decoder", "transformer decoder"}
+    assert all(v > 0 for v in m["flops_by_part"].values()) and sum(m["flops_by_part"].values()) <= m["flops"]
+    assert m["matmul_peak_gflops_per_s"] > 0 and m["limit_ms"] > 0 and 0 < m["share_of_limit"]
+    assert m["limit_ms"] == pytest.approx(1000 * m["flops"] / (1e9 * m["matmul_peak_gflops_per_s"]))
+    sam = res["timings"]["stage: SAM preprocess + image encoder"]["median_ms"]
+    assert m["over_sam_image"] == pytest.approx(m["timings"][rows[3]]["median_ms"] / sam)
+    assert m["share_of_first_expression"] > 0
+
+
+def test_mask2former_flop_count_grows_with_the_input():
+    """FlopCounterMode on the model forward: four times the pixels, more FLOPs (tiny model, cheap)."""
+    import torch
+
+    from ros2_iterprime.benchmark.mask2former_stage import count_flops
+    from ros2_iterprime.models.tiny import build_tiny_mask2former
+
+    model, _ = build_tiny_mask2former()
+    small = count_flops(model, torch.zeros(1, 3, 64, 64))
+    large = count_flops(model, torch.zeros(1, 3, 128, 128))
+    assert 0 < small["total"] < large["total"]

@@ -30,3 +30,24 @@ def test_bench_builds_the_published_architectures():
     assert m.sam.config.vision_config.global_attn_indexes == [2, 5, 8, 11]
     assert m.blip_processor.size == {"height": 384, "width": 384} and m.sam_processor.size == {"longest_edge": 1024}
     assert len(m.tokenizer) == 30522 and itm_first_token_id(t, m.tokenizer, "enc") == 30523
+
+
+def test_mask2former_published_config_is_the_papers_swin_l_coco_panoptic():
+    """facebook/mask2former-swin-large-coco-panoptic: the official config's values, 215.5 M parameters
+    (866 MB as fp32, the size of the hub's pytorch_model.bin)."""
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    from ros2_iterprime.models.published import mask2former_swin_large_coco_panoptic_config
+
+    c = mask2former_swin_large_coco_panoptic_config()
+    b = c.backbone_config
+    assert (c.num_queries, c.num_labels, c.decoder_layers, c.encoder_layers, c.hidden_dim) == (200, 133, 10, 6, 256)
+    assert (c.num_attention_heads, c.dim_feedforward, c.encoder_feedforward_dim, c.common_stride) == (8, 2048, 1024, 4)
+    assert (b.model_type, b.embed_dim, list(b.depths), list(b.num_heads), b.window_size) == (
+        "swin", 192, [2, 2, 18, 2], [6, 12, 24, 48], 12)
+    assert (b.image_size, b.patch_size, b.drop_path_rate, list(b.out_features)) == (
+        384, 4, 0.3, ["stage1", "stage2", "stage3", "stage4"])
+    with torch.device("meta"):
+        m = Mask2FormerForUniversalSegmentation(c)
+    n = sum(p.numel() for p in m.parameters())
+    assert 215.4e6 < n < 215.6e6 and abs(4 * n / 1e6 - 866) < 10

@@ -119,3 +119,45 @@ def test_sam21_fixture_matches_real_cache(tmp_path):
         real_keys = set(f.keys())
     with safe_open(str(ours / "model.safetensors"), "pt") as f:
         assert _layer_free(real_keys) == _layer_free(f.keys())
+
+
+def test_mask2former_fixture_matches_real_cache(tmp_path):
+    """The CI Mask2Former fixture has the real facebook/mask2former-swin-large-coco-panoptic files' keys,
+    and the real checkpoint runs as the paper's proposal network (200 query masks at the image's size).
+
+    Opt-in like the rest of this file: needs `ros2_iterprime download --mask2former`.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from ros2_iterprime.grounding.mask2former_proposals import Mask2FormerProposer
+    from ros2_iterprime.models.checkpoints import cached_snapshot
+    from ros2_iterprime.models.mask2former import load_mask2former
+    from ros2_iterprime.models.published import published
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import hub_fixture as hf
+
+    real = cached_snapshot(hf.MASK2FORMER_REPO)
+    if real is None:
+        pytest.fail(f"{hf.MASK2FORMER_REPO} is not in the model cache: ros2_iterprime download --mask2former")
+    fx = hf.build_hub_cache(tmp_path / "hf_home", tracker=False, mask2former=True)
+    ours = fx.snapshots[hf.MASK2FORMER_REPO]
+    real_cfg = json.loads((real / "config.json").read_text())
+    ours_cfg = json.loads((ours / "config.json").read_text())
+    assert set(real_cfg) == set(ours_cfg)
+    assert set(real_cfg["backbone_config"]) == set(ours_cfg["backbone_config"])
+    assert (real_cfg["num_queries"], len(real_cfg["id2label"])) == (200, 133)
+    assert json.loads((real / "preprocessor_config.json").read_text()) == published(
+        "MASK2FORMER_SWIN_LARGE_COCO_PANOPTIC_PREPROCESSOR")
+    real_keys = torch.load(real / "pytorch_model.bin", map_location="meta", weights_only=True).keys()
+    ours_keys = torch.load(ours / "pytorch_model.bin", weights_only=True).keys()
+    assert _layer_free(real_keys) == _layer_free(ours_keys)
+    prop = Mask2FormerProposer(load_mask2former(hf.MASK2FORMER_REPO, local_files_only=True))
+    img = np.full((480, 640, 3), 120, np.uint8)
+    img[100:300, 150:350] = (220, 20, 20)
+    state = prop.encode(img)
+    assert state.proposals.masks.shape == (200, 480, 640) and state.frame.resized_size == (800, 1067)
