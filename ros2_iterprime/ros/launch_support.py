@@ -9,6 +9,8 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 
+from .distro import fastdds_profile_variable, ros_distro
+
 __all__ = ["LAUNCH_PARAMETER_ARGS", "fastdds_environment", "node_exit_failure", "node_parameters",
            "rviz_available"]
 
@@ -40,23 +42,20 @@ def node_parameters(params_file: str, launch_values: Mapping[str, str]) -> list:
 def fastdds_environment(profile: str, share_dir: str, distro: str | None = None) -> dict[str, str]:
     """Environment variables selecting a Fast DDS XML profile, named for the running distribution.
 
-    Fast DDS 3 (Kilted and later) reads ``FASTDDS_DEFAULT_PROFILES_FILE`` and prints a deprecation
-    warning when ``FASTRTPS_DEFAULT_PROFILES_FILE`` is set too; Fast DDS 2 (Humble, Iron, Jazzy) reads
-    only ``FASTRTPS_DEFAULT_PROFILES_FILE``. So exactly one of them is set.
+    Fast DDS 3 (Kilted and later) reads only ``FASTDDS_DEFAULT_PROFILES_FILE``; Fast DDS 2 (Humble, Iron,
+    Jazzy) reads only ``FASTRTPS_DEFAULT_PROFILES_FILE`` (:mod:`.distro`). Exactly one of them is set.
 
     Args:
         profile: '' (leave DDS alone), 'localhost' (the shipped loopback profile) or a path.
         share_dir: the package's share directory (holds config/fastdds_localhost.xml).
-        distro: ROS_DISTRO (default: the environment's).
+        distro: ROS_DISTRO (default: the running one, :func:`.distro.ros_distro`).
     """
     value = profile.strip()
     if not value:
         return {}
     if value == "localhost":
         value = os.path.join(share_dir, "config", "fastdds_localhost.xml")
-    distro = (distro if distro is not None else os.environ.get("ROS_DISTRO", "")).strip().lower()
-    fast_dds_2 = distro in ("foxy", "galactic", "humble", "iron", "jazzy")
-    return {("FASTRTPS_DEFAULT_PROFILES_FILE" if fast_dds_2 else "FASTDDS_DEFAULT_PROFILES_FILE"): value}
+    return {fastdds_profile_variable(distro if distro is not None else ros_distro()): value}
 
 
 def rviz_available(which: Callable[[str], str | None] = shutil.which,

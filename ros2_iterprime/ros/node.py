@@ -37,6 +37,7 @@ from std_msgs.msg import Header
 
 from . import outputs as out
 from .diagnostics import NodeStats, diagnostics_msg, node_status
+from .distro import startup_report
 from .expression_input import ExpressionInput
 from .inputs import DepthSync
 from .log import CauseThrottle, quote, route_library_logs
@@ -69,6 +70,10 @@ class IterPrimeNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.log = CauseThrottle(self.get_logger(), LOG_THROTTLE_S)
         route_library_logs(self.get_logger())
+        head, differences = startup_report()  # what works differently on this distribution (ros/distro.py)
+        self.get_logger().info(head)
+        for line in differences:
+            self.get_logger().warning(line)
         self.stats = NodeStats()
         self.scheduler = Scheduler(self.setting, self.now_ns)
         self.depth_sync = DepthSync()
