@@ -202,7 +202,10 @@ class IterPrimeNode(LifecycleNode):
         self.lifecycle_state = "active"
         self.get_logger().info(
             f"ready: active, mode={self.setting('mode')}, image QoS={name}, image topic "
-            f"{self.resolve_topic_name('image')}, expressions on {self.resolve_topic_name('referring_expression')}")
+            f"{self.sensors.image_topic} ({self.setting('image_transport')})"
+            + (f", depth {self.sensors.depth_topic} ({self.setting('depth_transport')})"
+               if self.setting("use_depth") else "")
+            + f", expressions on {self.resolve_topic_name('referring_expression')}")
         return SUCCESS
 
     def _stop_processing(self) -> None:
