@@ -10,7 +10,7 @@
 #   2. rewrites the build container's Python/numpy include dirs that the wheels' exported CMake files
 #      name (/opt/python/cp3XX-cp3XX/...; the same two patterns in the Jazzy and the Kilted wheels) to
 #      this venv's own, and fails naming the file if any other build-container path is left in a
-#      CMake file (a new wheel layout must be looked at, not half-built against);
+#      CMake file (scripts/rewrite_cmake_paths.py);
 #   3. cmake configure/build/install with CMAKE_PREFIX_PATH = CMAKE_INSTALL_PREFIX = AMENT_PREFIX_PATH
 #      = the venv (the ament index is read from AMENT_PREFIX_PATH).
 # Set ITERPRIME_SKIP_INTERFACES=1 to skip (the node then runs with standard messages only).
@@ -29,7 +29,7 @@ build_requirements="requirements-ros-build-$distro.txt"
 pkg="$root/ros2_iterprime_msgs"
 build="$venv/build/ros2_iterprime_msgs"  # inside the venv: rebuilt with it when the distribution changes
 stamp="$venv/.iterprime-interfaces.sha"
-want="$( (echo "$distro"; cat "$build_requirements" scripts/build_interfaces.sh; cd "$pkg" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv; python -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+want="$( (echo "$distro"; cat "$build_requirements" scripts/build_interfaces.sh scripts/rewrite_cmake_paths.py; cd "$pkg" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv; python -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
 
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
    && python -c 'import ros2_iterprime_msgs.msg, ros2_iterprime_msgs.srv' >/dev/null 2>&1; then
@@ -45,34 +45,7 @@ echo "[interfaces] installing the interface generators ($build_requirements)"
 python -m pip install -q -r "$build_requirements"
 
 echo "[interfaces] pointing the wheels' CMake exports at this venv's Python/numpy headers"
-python - "$venv" <<'PY'
-import pathlib, re, sys, sysconfig
-import numpy
-prefix = pathlib.Path(sys.argv[1])
-py_inc = sysconfig.get_paths()["include"]
-np_inc = numpy.get_include()
-# numpy 2 moved its headers from numpy/core/include to numpy/_core/include: accept both.
-pat_np = re.compile(r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/_?core/include")
-pat_py = re.compile(r"/opt/python/cp3\d+-cp3\d+/include/python3\.\d+")
-n, left = 0, []
-for f in sorted((prefix / "share").rglob("*.cmake")):
-    try:
-        text = f.read_text()
-    except (UnicodeDecodeError, OSError):
-        continue
-    if "/opt/python/" not in text:
-        continue
-    new = pat_py.sub(py_inc, pat_np.sub(np_inc, text))
-    if new != text:
-        f.write_text(new)
-        n += 1
-    if "/opt/python/" in new:
-        left.append(f"{f}: {new[new.index('/opt/python/'):][:120].splitlines()[0]}")
-print(f"[interfaces] rewrote {n} CMake file(s)")
-if left:
-    sys.exit("[interfaces] ERROR: build-container paths this script does not know are left in:\n  "
-             + "\n  ".join(left))
-PY
+python scripts/rewrite_cmake_paths.py "$venv"
 
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
