@@ -6,14 +6,16 @@ a bag reader or any other tool can use them as the node does. Every failure rais
 declared image size is checked from the JPEG / PNG header BEFORE anything is decoded (decompression
 bombs: a 100-byte PNG may declare 60000 x 60000 pixels).
 
-The formats, as ros-perception/image_transport_plugins (rolling) writes and reads them:
+The formats, as ros-perception/image_transport_plugins (branch rolling, commit 7404d77) writes and
+reads them:
 
 ``compressed`` (compressed_image_transport, compressed_publisher.cpp / compressed_subscriber.cpp)
     ``format`` is ``"<encoding>; jpeg compressed <bgr8|mono8>"`` or ``"<encoding>; png compressed [bgr8|bgr16]"``
     (a mono PNG ends in ``"png compressed "``); older publishers wrote just ``"jpeg"`` / ``"png"``. The payload
     is a plain JPEG or PNG file whose colours are in true (RGB) order: OpenCV's encoder is given BGR.
 ``compressedDepth`` (compressed_depth_image_transport, codec.cpp + compression_common.h)
-    ``format`` is ``"<16UC1|32FC1>; compressedDepth <png|rvl>"`` (no ``;``: png). The payload starts with the
+    ``format`` is ``"<16UC1|32FC1>; compressedDepth <png|rvl>"`` (the humble branch writes
+    ``"<enc>; compressedDepth"``, and older publishers just ``"<enc>"``: both png). The payload starts with the
     12-byte ``ConfigHeader {enum compressionFormat format (int32, INV_DEPTH = 0); float depthParam[2];}``
     in the sender's byte order (little-endian on every ROS 2 platform), then a 16-bit grayscale PNG:
     16UC1 depth as is (values above ``depth_max`` m zeroed by the encoder), or for 32FC1 the quantised

@@ -116,8 +116,9 @@ def test_16uc1_compressed_depth_round_trip_as_the_codec_writes_it():
     # the rolling encoder leaves depthParam uninitialised for 16-bit images: the decoder must ignore it
     garbage = struct.pack("<iff", 0, 1e30, -7.5) + data[12:]
     assert np.array_equal(decode_compressed_depth(garbage, fmt).array, want)
-    # older publishers: no ';' means png
+    # older publishers: no ';' means png; the humble branch writes no codec after "compressedDepth"
     assert np.array_equal(decode_compressed_depth(data, "16UC1").array, want)
+    assert np.array_equal(decode_compressed_depth(data, "16UC1; compressedDepth").array, want)
 
 
 def test_32fc1_inverse_depth_quantisation_matches_codec_cpp():

@@ -12,8 +12,8 @@ every state.
 
 Interfaces (relative names, remappable and namespace-able; see docs/ros.md):
 
-    subscribes  image, referring_expression, depth, camera_info
-    publishes   ~/mask ~/overlay ~/centroid ~/markers ~/result ~/result_json, /diagnostics
+    subscribes  image (or image/compressed), referring_expression, depth (or depth/compressedDepth), camera_info
+    publishes   ~/mask ~/mask/compressed ~/overlay ~/centroid ~/markers ~/result ~/result_json, /diagnostics
     service     ~/segment
 
 This module holds only the lifecycle transitions and the wiring between the rooms of
