@@ -5,8 +5,9 @@ save the mask and overlay as PNGs. Used by scripts/demo.sh; exits non-zero when 
     python -m ros2_iterprime.ros.demo_client --scene data/coffee.jpg --expression "the coffee cup" ...
     python -m ros2_iterprime.ros.demo_client --track 8 ...   # node in mode track: a moving-object stream
 
-With ``--track SECONDS`` it streams a 640x480 scene whose red square moves, at ``--rate`` Hz, sends the
-expression after the first frame, and reports how many frames came back from grounding and from
+With ``--track SECONDS`` it streams a 640x480 scene whose red square moves, at ``--rate`` Hz, for at least
+that long and on (up to ``--timeout``) until a tracked frame came back, sends the expression after the
+first frame, and reports how many frames came back from grounding and from
 tracking, the per-frame model time and the stamp-to-result latency (exit 1 without tracked frames).
 
 Uses the caller's ROS environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE, FASTDDS_DEFAULT_PROFILES_FILE).
@@ -210,7 +211,14 @@ def _track_demo(args, node, img_pub, expr_pub, deadline, numpy_to_msg, msg_to_nu
     sent = 0
     print(f"[demo] streaming a moving {args.width}x{args.height} scene at {args.rate:g} Hz for {args.track:g} s; "
           f"expression '{args.expression}' after the first frame", flush=True)
-    while time.monotonic() - start < args.track:
+    def tracked_so_far() -> int:
+        with lock:
+            return sum(1 for r, _ in results if r.get("source") == "tracking")
+
+    # at least --track seconds; longer (up to --timeout) while nothing has been tracked yet: a grounding that
+    # finds nothing (tiny-random, or a slow loaded machine) is retried by the node after lost_frames frames
+    while (time.monotonic() - start < args.track
+           or (tracked_so_far() == 0 and time.monotonic() < deadline)):
         if not _alive(args.node_pid):
             print("[demo] ERROR: the node exited", file=sys.stderr)
             return 1

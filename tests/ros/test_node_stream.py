@@ -27,6 +27,7 @@ from std_msgs.msg import String  # noqa: E402
 
 NS = "/iterprime"
 STREAM_S = 6.0
+STREAM_MAX_S = 90.0
 RATE_HZ = 30.0
 
 
@@ -47,7 +48,10 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
         sent: list[int] = []
         t0 = time.monotonic()
         period = 1.0 / RATE_HZ
-        while time.monotonic() - t0 < STREAM_S:
+        # at least STREAM_S, and on a loaded CI machine (one slow-model run can take many seconds) until 3
+        # results came back, at most STREAM_MAX_S: every bound below is relative to the measured model time
+        while (time.monotonic() - t0 < STREAM_S
+               or (len(c.received[f"{NS}/result_json"]) < 3 and time.monotonic() - t0 < STREAM_MAX_S)):
             stamp = c.now_ns()
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             img_pub.publish(msg)
