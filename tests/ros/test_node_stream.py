@@ -160,5 +160,12 @@ def test_rate_cap_is_not_reported_as_a_slow_model():
     assert 3 <= len(results) <= 2 * 5 + 2, len(results)  # about 2 Hz over ~4 s
     times = sorted(r["processing_time"] for r in results)
     assert times[len(times) // 2] < 0.5, f"the model must be faster than the cap here: {times}"
-    assert results[-1]["dropped_frames"] == warm
-    assert "slower than the image stream" not in log[log_from:]
+    # a frame is dropped only when a run outlasts the cap's period (0.5 s): on a quiet machine never; on a
+    # loaded CI machine a slow run may drop the frames that came in while it overran, and no others
+    overruns = [t - 0.5 for t in times if t > 0.5]
+    dropped = results[-1]["dropped_frames"] - warm
+    if not overruns:
+        assert dropped == 0
+        assert "slower than the image stream" not in log[log_from:]
+    else:
+        assert 0 <= dropped <= sum(int(o * RATE_HZ) + 2 for o in overruns), (dropped, times)
