@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
+    load = os.getloadavg()[0]
     fr, decs, own = frames(), decoders(), package_path()
     results: dict[str, dict[str, float]] = {}
     for name, (data, want) in fr.items():
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
                 lambda d, n=name: own(n, d), data, args.reps)
         results[name] = row
     print(f"decode time per 640x480 frame, median of {args.reps} (ms); {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}")
+          f"{os.cpu_count()} CPUs, load {load:.2f}, Python {platform.python_version()}")
     for name, row in results.items():
         size = len(fr[name][0])
         best = min((v for k, v in row.items() if not k.startswith("ros2_iterprime")), default=float("nan"))
@@ -163,8 +164,11 @@ def main(argv=None) -> int:
         for dec, ms in sorted(row.items(), key=lambda kv: kv[1]):
             print(f"  {ms:7.2f} ms  x{ms / best:4.2f}  {dec}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"reps": args.reps, "ms": results,
-                                               "bytes": {k: len(v[0]) for k, v in fr.items()}}, indent=1))
+        Path(args.json).write_text(json.dumps({
+            "command": "python scripts/bench_decoders.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "load_average_at_start": round(load, 2), "reps": args.reps, "ms": results,
+            "bytes": {k: len(v[0]) for k, v in fr.items()}}, indent=1) + "\n")
     return 0
 
 
