@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def frames() -> dict[str, tuple[bytes, np.ndarray]]:
     """name -> (payload, the array PIL decodes it to)."""
     photo = Image.open(ROOT / "data" / "coffee.jpg").convert("RGB").resize((640, 480), Image.BICUBIC)
-    rgb = np.asarray(photo)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:480, 0:640]
     depth = (800 + 2 * xx + yy + rng.normal(0, 4, (480, 640))).clip(0, 65535).astype(np.uint16)
