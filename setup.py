@@ -34,6 +34,7 @@ setup(
         "spacy>=3.7,<4",
         "numpy>=1.26",
         "pillow>=10",
+        "simplejpeg>=1.7",  # JPEG decoding of compressed camera streams (PIL is the fallback)
         "scipy>=1.11",
         "pycocotools>=2.0.7",
         "tqdm>=4.66",

@@ -10,8 +10,14 @@ referring_expression), so the node can be pointed at any camera driver without c
 ``namespace:=robot1`` every relative name moves too: the expression topic becomes
 ``/robot1/referring_expression`` and the outputs ``/robot1/iterprime/...``.
 
-Parameters: ``params_file`` holds them all; the ``model``, ``device`` and ``mode`` arguments override
-the file ONLY when given on the command line (their default '' means "not set").
+Parameters: ``params_file`` holds them all; every node parameter is also a launch argument (``model``,
+``device``, ``mode``, ``image_transport``, ``depth_transport``, ``target_frame``, ... and ``use_sim_time``)
+that overrides the file ONLY when given on the command line (its default '' means "not set"); values are
+typed and validated before anything starts. A ``name:=value`` that is neither is refused with the list of
+accepted arguments (``ros2 launch ros2_iterprime segment.launch.py -s`` lists them).
+
+Compressed cameras: ``image_transport:=compressed`` subscribes to ``<image>/compressed`` (JPEG/PNG) and
+``depth_transport:=compressedDepth`` to ``<depth>/compressedDepth``, as image_transport names them.
 
 Failure is visible: when the node exits with an error (e.g. the model's weights are missing), the
 launch shuts down and ``ros2 launch`` exits non-zero. ``respawn:=true`` instead restarts a node that
@@ -19,6 +25,7 @@ died (after ``respawn_delay`` seconds), for unattended robots. ``use_rviz:=true`
 RViz (ros-base, headless robots) logs a warning and skips it; RViz alone: ``rviz.launch.py``.
 """
 import os
+import sys
 
 import launch.logging
 from ament_index_python.packages import get_package_share_directory
@@ -29,8 +36,9 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ros2_iterprime.ros.launch_support import fastdds_environment, node_exit_failure, node_parameters, \
-    rviz_available
+from ros2_iterprime.ros.launch_support import LAUNCH_PARAMETER_ARGS, LaunchArgumentError, \
+    command_line_arguments, fastdds_environment, launched_directly, node_exit_failure, node_parameters, \
+    parameter_launch_arguments, rviz_available, unknown_arguments_message
 
 TOPICS = ("image", "depth", "camera_info", "referring_expression")
 
@@ -50,6 +58,11 @@ def _on_node_exit(event, context):
 def _setup(context, *args, **kwargs):
     share = get_package_share_directory("ros2_iterprime")
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    if launched_directly(sys.argv, __file__):  # an including file's arguments are its own business
+        refused = unknown_arguments_message(command_line_arguments(context.argv))
+        if refused:
+            raise LaunchArgumentError(refused)
+    parameters = node_parameters(get("params_file"), {k: get(k) for k in LAUNCH_PARAMETER_ARGS})
     actions = [SetEnvironmentVariable(k, v)
                for k, v in fastdds_environment(get("fastdds_profile"), share).items()]
     respawn = _truthy(get("respawn"))
@@ -60,7 +73,7 @@ def _setup(context, *args, **kwargs):
         namespace=get("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=node_parameters(get("params_file"), {k: get(k) for k in ("model", "device", "mode")}),
+        parameters=parameters,
         remappings=[(t, get(t)) for t in TOPICS],
         respawn=respawn,
         respawn_delay=float(get("respawn_delay")),
@@ -88,15 +101,12 @@ def generate_launch_description():
         DeclareLaunchArgument("node_name", default_value="iterprime", description="Name of the node"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "params.yaml"),
                               description="YAML parameter file (all parameters: config/params.yaml)"),
-        DeclareLaunchArgument("model", default_value="", choices=["", "default", "large", "tiny-random"],
-                              description="Model profile; '' = as in params_file"),
-        DeclareLaunchArgument("device", default_value="",
-                              description="torch device: auto | cpu | cuda[:N]; '' = as in params_file"),
-        DeclareLaunchArgument("mode", default_value="", choices=["", "on_command", "continuous", "track"],
-                              description="Processing mode; '' = as in params_file"),
-        DeclareLaunchArgument("image", default_value="image", description="Colour image topic (sensor_msgs/Image)"),
+        DeclareLaunchArgument("image", default_value="image",
+                              description="Colour image topic (sensor_msgs/Image); with image_transport:=compressed "
+                                          "the node reads <image>/compressed"),
         DeclareLaunchArgument("depth", default_value="depth",
-                              description="Depth image registered to the colour image (16UC1 mm / 32FC1 m)"),
+                              description="Depth image registered to the colour image (16UC1 mm / 32FC1 m); with "
+                                          "depth_transport:=compressedDepth the node reads <depth>/compressedDepth"),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="CameraInfo of the colour/depth image"),
         DeclareLaunchArgument("referring_expression", default_value="referring_expression",
@@ -113,4 +123,8 @@ def generate_launch_description():
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "rviz", "iterprime.rviz"),
                               description="RViz configuration"),
     ]
+    # every node parameter (model, device, mode, image_transport, depth_transport, target_frame, ...):
+    # '' = not set, so the params file keeps its value
+    args += [DeclareLaunchArgument(name, default_value="", description=description, choices=choices)
+             for name, description, choices in parameter_launch_arguments()]
     return LaunchDescription(args + [OpaqueFunction(function=_setup)])

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Build the ROS 2 interface package ros2_iterprime_msgs (msg/srv) with plain cmake into the venv
-# prefix, so that `import ros2_iterprime_msgs.msg` works next to rclpy from the PyPI ros-kilted-* wheels.
+# prefix, so that `import ros2_iterprime_msgs.msg` works next to rclpy from the PyPI ros-jazzy-* or
+# ros-kilted-* wheels (the venv's distribution: ROS_DISTRO, else what scripts/setup.sh recorded).
 # Idempotent and fast when already built (a stamp over the inputs; ~0.1 s). On a real ROS 2 install use
 # `colcon build` instead (docs/ros.md); this script is only for the pip/venv route.
 #
 # What it does (measured facts: shared notes "ros2-from-pypi"):
-#   1. installs the generator/ament wheels pinned in requirements-ros-build.txt;
+#   1. installs the generator/ament wheels pinned in requirements-ros-build-<distro>.txt;
 #   2. rewrites the build container's Python/numpy include dirs that the wheels' exported CMake files
-#      name (/opt/python/cp3XX-cp3XX/...) to this venv's own;
+#      name (/opt/python/cp3XX-cp3XX/...; the same two patterns in the Jazzy and the Kilted wheels) to
+#      this venv's own, and fails naming the file if any other build-container path is left in a
+#      CMake file (scripts/rewrite_cmake_paths.py);
 #   3. cmake configure/build/install with CMAKE_PREFIX_PATH = CMAKE_INSTALL_PREFIX = AMENT_PREFIX_PATH
 #      = the venv (the ament index is read from AMENT_PREFIX_PATH).
 # Set ITERPRIME_SKIP_INTERFACES=1 to skip (the node then runs with standard messages only).
@@ -20,10 +23,13 @@ fi
 venv="${ITERPRIME_VENV:-$root/.venv}"
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
+distro="${ROS_DISTRO:-$(cat "$venv/.iterprime-ros-distro" 2>/dev/null || echo jazzy)}"
+build_requirements="requirements-ros-build-$distro.txt"
+[ -f "$build_requirements" ] || { echo "[interfaces] ERROR: no $build_requirements (ROS_DISTRO=$distro)" >&2; exit 2; }
 pkg="$root/ros2_iterprime_msgs"
-build="$root/build/ros2_iterprime_msgs"
+build="$venv/build/ros2_iterprime_msgs"  # inside the venv: rebuilt with it when the distribution changes
 stamp="$venv/.iterprime-interfaces.sha"
-want="$( (cat requirements-ros-build.txt scripts/build_interfaces.sh; cd "$pkg" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv; python -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+want="$( (echo "$distro"; cat "$build_requirements" scripts/build_interfaces.sh scripts/rewrite_cmake_paths.py; cd "$pkg" && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv; python -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
 
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
    && python -c 'import ros2_iterprime_msgs.msg, ros2_iterprime_msgs.srv' >/dev/null 2>&1; then
@@ -35,32 +41,11 @@ for tool in cmake make; do
   command -v "$tool" >/dev/null || { echo "[interfaces] ERROR: '$tool' not found (apt-get install cmake build-essential)" >&2; exit 1; }
 done
 
-echo "[interfaces] installing the interface generators (requirements-ros-build.txt)"
-python -m pip install -q -r requirements-ros-build.txt
+echo "[interfaces] installing the interface generators ($build_requirements)"
+python -m pip install -q -r "$build_requirements"
 
 echo "[interfaces] pointing the wheels' CMake exports at this venv's Python/numpy headers"
-python - "$venv" <<'PY'
-import pathlib, re, sys, sysconfig
-import numpy
-prefix = pathlib.Path(sys.argv[1])
-py_inc = sysconfig.get_paths()["include"]
-np_inc = numpy.get_include()
-pat_np = re.compile(r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/_core/include")
-pat_py = re.compile(r"/opt/python/cp3\d+-cp3\d+/include/python3\.\d+")
-n = 0
-for f in (prefix / "share").rglob("*.cmake"):
-    try:
-        text = f.read_text()
-    except (UnicodeDecodeError, OSError):
-        continue
-    if "/opt/python/" not in text:
-        continue
-    new = pat_py.sub(py_inc, pat_np.sub(np_inc, text))
-    if new != text:
-        f.write_text(new)
-        n += 1
-print(f"[interfaces] rewrote {n} CMake file(s)")
-PY
+python scripts/rewrite_cmake_paths.py "$venv"
 
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"

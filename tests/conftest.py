@@ -5,6 +5,15 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+_ROS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ros") + os.sep
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/ros/ `ros_adapter`: scripts/test.sh runs `-m "ros or ros_adapter"` on the
+    second ROS distribution (the adapter's message handling and the node/DDS tests)."""
+    for item in items:
+        if str(item.fspath).startswith(_ROS_DIR):
+            item.add_marker(pytest.mark.ros_adapter)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 DDS stays on this machine: every process gets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (Kilted ignores
 ROS_LOCALHOST_ONLY), its own random ROS_DOMAIN_ID, and the loopback Fast DDS transport profile
-(config/fastdds_localhost.xml) without which large best-effort images are silently lost.
+(config/fastdds_localhost.xml) without which large best-effort images are silently lost, under the
+variable name the venv's Fast DDS reads (Jazzy: FASTRTPS_..., Kilted: FASTDDS_...).
 The node is stopped with SIGINT and waited for (kill -9 leaks Fast DDS /dev/shm segments).
 """
 from __future__ import annotations
@@ -25,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "config" / "params.yaml"
 FASTDDS_PROFILE = ROOT / "config" / "fastdds_localhost.xml"
 
+
+def fastdds_profile_variable() -> str:
+    """FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2: Jazzy) or FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3: Kilted)."""
+    from ros2_iterprime.ros.distro import fastdds_profile_variable as variable
+
+    return variable()
+
 _used_domains: set[int] = set()
 
 
@@ -41,7 +49,7 @@ def pick_domain_id() -> int:
 def configure_this_process() -> None:
     """Environment of the test process itself; must run before the first DDS participant exists."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+    os.environ.setdefault(fastdds_profile_variable(), str(FASTDDS_PROFILE))
     os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the discovery range
 
 
@@ -50,12 +58,12 @@ def node_env(domain_id: int, log_dir: str) -> dict:
     env.update(
         ROS_DOMAIN_ID=str(domain_id),
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE),
         ROS_LOG_DIR=log_dir,
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
         RCUTILS_COLORIZED_OUTPUT="0",
     )
+    env[fastdds_profile_variable()] = str(FASTDDS_PROFILE)
     env.setdefault("HOME", log_dir)
     env.pop("ROS_LOCALHOST_ONLY", None)
     return env

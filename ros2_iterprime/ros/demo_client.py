@@ -2,10 +2,12 @@
 save the mask and overlay as PNGs. Used by scripts/demo.sh; exits non-zero when no result arrives.
 
     python -m ros2_iterprime.ros.demo_client --expression "the red square" --out outputs/demo
+    python -m ros2_iterprime.ros.demo_client --scene data/coffee.jpg --expression "the coffee cup" ...
     python -m ros2_iterprime.ros.demo_client --track 8 ...   # node in mode track: a moving-object stream
 
-With ``--track SECONDS`` it streams a 640x480 scene whose red square moves, at ``--rate`` Hz, sends the
-expression after the first frame, and reports how many frames came back from grounding and from
+With ``--track SECONDS`` it streams a 640x480 scene whose red square moves, at ``--rate`` Hz, for at least
+that long and on (up to ``--timeout``) until a tracked frame came back, sends the expression after the
+first frame, and reports how many frames came back from grounding and from
 tracking, the per-frame model time and the stamp-to-result latency (exit 1 without tracked frames).
 
 Uses the caller's ROS environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE, FASTDDS_DEFAULT_PROFILES_FILE).
@@ -52,6 +54,8 @@ def _alive(pid: int) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--expression", default="the red square on the left")
+    ap.add_argument("--scene", default="", help="an image file to send (a photo); default: a generated scene")
+    ap.add_argument("--model", default="", help="the node's model profile (only for the printed summary)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--node", default="/iterprime", help="fully qualified node name (topic prefix)")
@@ -115,7 +119,13 @@ def main(argv=None) -> int:
             time.sleep(0.1)
         if args.track > 0:
             return _track_demo(args, node, img_pub, expr_pub, deadline, numpy_to_msg, msg_to_numpy, Header, String)
-        rgb = make_scene(args.width, args.height)
+        if args.scene:
+            from PIL import Image as PILImage
+
+            rgb = np.asarray(PILImage.open(args.scene).convert("RGB"))
+            args.height, args.width = rgb.shape[:2]
+        else:
+            rgb = make_scene(args.width, args.height)
         now = node.get_clock().now().nanoseconds
         hdr.stamp.sec, hdr.stamp.nanosec = divmod(now, 1_000_000_000)
         msg = numpy_to_msg(rgb, "rgb8", header=hdr)
@@ -155,6 +165,14 @@ def main(argv=None) -> int:
         print(f"[demo] model {summary['processing_time'] * 1000:.0f} ms, stamp-to-result latency "
               f"{summary['latency'] * 1000:.0f} ms, round trip {rtt * 1000:.0f} ms")
         print(f"[demo] wrote {out}/input.png, mask.png, overlay.png, result.json")
+        if args.model == "tiny-random":
+            print("[demo] (tiny-random: random weights, so this mask and status are meaningless: plumbing only)")
+        elif summary["found"]:
+            print(f"[demo] FOUND {args.expression!r}: {int((mask > 0).sum())} px around (u, v) = "
+                  f"{tuple(round(x) for x in c) if c else None}; see {out}/overlay.png")
+        else:
+            print(f"[demo] {args.expression!r} not found ({summary['status']}: {summary.get('message', '')}); "
+                  f"the best guess is in {out}/overlay.png")
         code = 0
     finally:
         stop.set()
@@ -193,7 +211,14 @@ def _track_demo(args, node, img_pub, expr_pub, deadline, numpy_to_msg, msg_to_nu
     sent = 0
     print(f"[demo] streaming a moving {args.width}x{args.height} scene at {args.rate:g} Hz for {args.track:g} s; "
           f"expression '{args.expression}' after the first frame", flush=True)
-    while time.monotonic() - start < args.track:
+    def tracked_so_far() -> int:
+        with lock:
+            return sum(1 for r, _ in results if r.get("source") == "tracking")
+
+    # at least --track seconds; longer (up to --timeout) while nothing has been tracked yet: a grounding that
+    # finds nothing (tiny-random, or a slow loaded machine) is retried by the node after lost_frames frames
+    while (time.monotonic() - start < args.track
+           or (tracked_so_far() == 0 and time.monotonic() < deadline)):
         if not _alive(args.node_pid):
             print("[demo] ERROR: the node exited", file=sys.stderr)
             return 1

@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "ENCODINGS",
     "ImageConversionError",
+    "compressed_msg",
     "depth_to_metres",
     "image_to_numpy",
     "msg_to_numpy",
@@ -197,6 +198,30 @@ def numpy_to_msg(array_: np.ndarray, encoding: str, header: Any = None, msg_cls:
     msg = msg_cls()
     for k, v in numpy_to_fields(array_, encoding).items():
         setattr(msg, k, v)
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def compressed_msg(array_: np.ndarray, encoding: str, header: Any = None, codec: str = "png",
+                   msg_cls: Any = None):
+    """numpy -> sensor_msgs/CompressedImage as image_transport's compressed publisher writes it.
+
+    ``format`` is compressed_image_transport's (e.g. ``"mono8; png compressed "``); the payload is a PNG
+    (level 3) or JPEG (quality 95) file made by :func:`ros2_iterprime.compressed_image.encode_compressed`.
+    Imports sensor_msgs lazily unless ``msg_cls`` is given.
+    """
+    from ..compressed_image import compressed_format, encode_compressed
+
+    if msg_cls is None:
+        from sensor_msgs.msg import CompressedImage as msg_cls  # noqa: N813 (lazy ROS import)
+    if encoding not in ("mono8", "rgb8", "mono16"):
+        raise ImageConversionError(f"compressed output supports mono8, mono16 and rgb8, not {encoding!r}")
+    msg = msg_cls()
+    msg.format = compressed_format(encoding, codec)
+    data = array.array("B")
+    data.frombytes(encode_compressed(np.asarray(array_), codec))
+    msg.data = data
     if header is not None:
         msg.header = header
     return msg

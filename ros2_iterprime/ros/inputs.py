@@ -103,6 +103,11 @@ class ExpressionInbox:
 
     - without sequence numbers (rmw_fastrtps leaves them unset), a sample with the same publisher and
       source timestamp as one already accepted is the same sample.
+    - without a publisher GID (rclpy 7, Jazzy: its MessageInfo has none, :mod:`.distro`), sequence numbers
+      cannot be tied to a publisher. Each reader delivers a publisher's samples in order, so the late
+      samples are the volatile reader's backlog behind what the transient-local reader delivered: a live
+      sample whose source timestamp is older than the newest accepted latched sample is late. (This
+      compares clocks between a latched publisher and the others, which Kilted's per-publisher rule avoids.)
 
     Samples without any of the information are accepted in arrival order.
     """
@@ -112,6 +117,7 @@ class ExpressionInbox:
         self._seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self._remember = remember
         self._newest_source_ns = -1
+        self._newest_latched_ns = -1  # newest accepted sample of the transient-local reader (no-GID rule)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -146,6 +152,8 @@ class ExpressionInbox:
                     return False  # seen already (second reader) or an older sample delivered late
             if latched and src is not None and src < self._newest_source_ns:
                 return False  # a latched sample published before the active expression
+            if gid is None and not latched and src is not None and src < self._newest_latched_ns:
+                return False  # rclpy 7 (no GID): the volatile reader's backlog behind a latched sample
             if src is not None and (gid, src) in self._seen:
                 return False  # the same sample through the second reader
             if src is not None:
@@ -159,4 +167,6 @@ class ExpressionInbox:
                     self._max_seq.popitem(last=False)
             if src is not None:
                 self._newest_source_ns = max(self._newest_source_ns, src)
+                if latched:
+                    self._newest_latched_ns = max(self._newest_latched_ns, src)
             return True

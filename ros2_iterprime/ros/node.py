@@ -12,8 +12,8 @@ every state.
 
 Interfaces (relative names, remappable and namespace-able; see docs/ros.md):
 
-    subscribes  image, referring_expression, depth, camera_info
-    publishes   ~/mask ~/overlay ~/centroid ~/markers ~/result ~/result_json, /diagnostics
+    subscribes  image (or image/compressed), referring_expression, depth (or depth/compressedDepth), camera_info
+    publishes   ~/mask ~/mask/compressed ~/overlay ~/centroid ~/markers ~/result ~/result_json, /diagnostics
     service     ~/segment
 
 This module holds only the lifecycle transitions and the wiring between the rooms of
@@ -37,6 +37,7 @@ from std_msgs.msg import Header
 
 from . import outputs as out
 from .diagnostics import NodeStats, diagnostics_msg, node_status
+from .distro import startup_report
 from .expression_input import ExpressionInput
 from .inputs import DepthSync
 from .log import CauseThrottle, quote, route_library_logs
@@ -69,6 +70,10 @@ class IterPrimeNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.log = CauseThrottle(self.get_logger(), LOG_THROTTLE_S)
         route_library_logs(self.get_logger())
+        head, differences = startup_report()  # what works differently on this distribution (ros/distro.py)
+        self.get_logger().info(head)
+        for line in differences:
+            self.get_logger().warning(line)
         self.stats = NodeStats()
         self.scheduler = Scheduler(self.setting, self.now_ns)
         self.depth_sync = DepthSync()
@@ -197,7 +202,10 @@ class IterPrimeNode(LifecycleNode):
         self.lifecycle_state = "active"
         self.get_logger().info(
             f"ready: active, mode={self.setting('mode')}, image QoS={name}, image topic "
-            f"{self.resolve_topic_name('image')}, expressions on {self.resolve_topic_name('referring_expression')}")
+            f"{self.sensors.image_topic} ({self.setting('image_transport')})"
+            + (f", depth {self.sensors.depth_topic} ({self.setting('depth_transport')})"
+               if self.setting("use_depth") else "")
+            + f", expressions on {self.resolve_topic_name('referring_expression')}")
         return SUCCESS
 
     def _stop_processing(self) -> None:

@@ -20,6 +20,8 @@ __all__ = ["PARAMETERS", "ParamSpec", "StartupError", "check_value", "cross_chec
 
 MODES = ("on_command", "continuous", "track")
 IMAGE_QOS = ("sensor_data", "reliable", "best_effort")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+DEPTH_TRANSPORTS = ("raw", "compressedDepth")
 PROPOSALS = ("cam_points", "automatic")
 PROFILES = ("default", "large", "tiny-random")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16")
@@ -120,6 +122,13 @@ PARAMETERS: dict[str, ParamSpec] = {
     "image_qos": ParamSpec("sensor_data", "QoS of the image/depth/camera_info subscriptions: 'sensor_data' (best "
                            "effort, keep last 5; REP 2003), 'reliable' or 'best_effort' (depth 1).",
                            read_only=True, choices=IMAGE_QOS),
+    "image_transport": ParamSpec("raw", "Colour input: 'raw' (sensor_msgs/Image on `image`) or 'compressed' "
+                                 "(sensor_msgs/CompressedImage, JPEG or PNG, on `image`/compressed as image_transport "
+                                 "publishes it; the base name is remapped first).", read_only=True,
+                                 choices=IMAGE_TRANSPORTS),
+    "depth_transport": ParamSpec("raw", "Depth input: 'raw' (sensor_msgs/Image on `depth`) or 'compressedDepth' "
+                                 "(image_transport's compressedDepth PNG, 16UC1 or 32FC1, on `depth`/compressedDepth).",
+                                 read_only=True, choices=DEPTH_TRANSPORTS),
     "use_depth": ParamSpec(True, "Subscribe to depth + camera_info and publish the 3-D centroid.", read_only=True),
     "depth_scale": ParamSpec(0.001, "Metres per unit of 16UC1 depth images (REP 118: millimetres -> 0.001). 32FC1 "
                              "is always metres.", float_range=(1e-6, 1.0)),

@@ -1,9 +1,11 @@
 """The node's output topics: created at configure, one publication set per :class:`~.outputs.Outcome`.
 
-    ~/mask ~/overlay ~/centroid ~/pose ~/markers ~/result_json, ~/points (use_depth), ~/result (interfaces)
+    ~/mask ~/mask/compressed ~/overlay ~/centroid ~/pose ~/markers ~/result_json, ~/points (use_depth),
+    ~/result (interfaces)
 
 Messages are built by :mod:`.outputs`; this module decides which are sent (the overlay only when
-somebody listens, the centroid and pose only for a found target with 3-D) and writes the one log line
+somebody listens, ~/mask/compressed (PNG, for remote viewers) likewise, the centroid and pose only for a
+found target with 3-D) and writes the one log line
 per answered expression (tracked frames log at debug level: one line per frame would flood the log).
 """
 from __future__ import annotations
@@ -13,12 +15,13 @@ from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from . import outputs as out
 from .diagnostics import NodeStats
+from .image import compressed_msg, msg_to_numpy
 from .inputs import Frame
 from .log import CauseThrottle, quote
 
@@ -43,6 +46,7 @@ class OutputPublishers:
         pub = self.node.create_lifecycle_publisher
         self.pubs = {
             "mask": pub(Image, "~/mask", qos),
+            "mask_compressed": pub(CompressedImage, "~/mask/compressed", qos),
             "overlay": pub(Image, "~/overlay", qos),
             "centroid": pub(PointStamped, "~/centroid", qos),
             "pose": pub(PoseStamped, "~/pose", qos),
@@ -81,6 +85,8 @@ class OutputPublishers:
         if o.size != (0, 0):
             mask = out.mask_msg(o)
             pubs["mask"].publish(mask)
+            if pubs["mask_compressed"].get_subscription_count() > 0:  # PNG only for someone listening
+                self._publish_compressed_mask(mask)
         if (frame is not None and o.result is not None and self.setting("publish_overlay")
                 and pubs["overlay"].get_subscription_count() > 0):
             try:
@@ -100,6 +106,13 @@ class OutputPublishers:
             pubs["result"].publish(out.result_msg(o, mask))
         pubs["json"].publish(out.json_msg(o))
         self._log(o, point)
+
+    def _publish_compressed_mask(self, mask) -> None:
+        """~/mask/compressed: the same mono8 mask as a PNG ("mono8; png compressed "), same header."""
+        try:
+            self.pubs["mask_compressed"].publish(compressed_msg(msg_to_numpy(mask), "mono8", mask.header))
+        except Exception as exc:
+            self.log.warning("mask_compressed", f"~/mask/compressed failed: {type(exc).__name__}: {exc}")
 
     def _log(self, o: out.Outcome, point) -> None:
         logger = self.node.get_logger()

@@ -190,7 +190,9 @@ def test_latched_burst_of_500_expressions_serves_the_last(ros):
         for i in range(500):
             pub.publish(String(data=f"burst {i}"))
         last = _wait_result(c, lambda r: r["expression"] == "burst 499", 60, "the result of the last expression")
-        assert last["status"] in ("ok", "not_found")
+        # on a loaded machine the 500 supersessions can outlast max_frame_age: then the last expression's
+        # answer is frame_too_old, still its one answer (frame age is tested below)
+        assert last["status"] in ("ok", "not_found", "frame_too_old")
         time.sleep(2.5)  # anything still in flight arrives; the node re-checks the graph every 0.5 s
         burst = [r["expression"] for r in _results(c) if r["expression"].startswith("burst")]
         assert burst[-1] == "burst 499", burst[-5:]

@@ -27,6 +27,7 @@ from std_msgs.msg import String  # noqa: E402
 
 NS = "/iterprime"
 STREAM_S = 6.0
+STREAM_MAX_S = 90.0
 RATE_HZ = 30.0
 
 
@@ -47,7 +48,10 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
         sent: list[int] = []
         t0 = time.monotonic()
         period = 1.0 / RATE_HZ
-        while time.monotonic() - t0 < STREAM_S:
+        # at least STREAM_S, and on a loaded CI machine (one slow-model run can take many seconds) until 3
+        # results came back, at most STREAM_MAX_S: every bound below is relative to the measured model time
+        while (time.monotonic() - t0 < STREAM_S
+               or (len(c.received[f"{NS}/result_json"]) < 3 and time.monotonic() - t0 < STREAM_MAX_S)):
             stamp = c.now_ns()
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             img_pub.publish(msg)
@@ -156,5 +160,12 @@ def test_rate_cap_is_not_reported_as_a_slow_model():
     assert 3 <= len(results) <= 2 * 5 + 2, len(results)  # about 2 Hz over ~4 s
     times = sorted(r["processing_time"] for r in results)
     assert times[len(times) // 2] < 0.5, f"the model must be faster than the cap here: {times}"
-    assert results[-1]["dropped_frames"] == warm
-    assert "slower than the image stream" not in log[log_from:]
+    # a frame is dropped only when a run outlasts the cap's period (0.5 s): on a quiet machine never; on a
+    # loaded CI machine a slow run may drop the frames that came in while it overran, and no others
+    overruns = [t - 0.5 for t in times if t > 0.5]
+    dropped = results[-1]["dropped_frames"] - warm
+    if not overruns:
+        assert dropped == 0
+        assert "slower than the image stream" not in log[log_from:]
+    else:
+        assert 0 <= dropped <= sum(int(o * RATE_HZ) + 2 for o in overruns), (dropped, times)
