@@ -174,11 +174,18 @@ class BlipGradCAM:
         """(1, 3, S, S) -> (1, 1 + P, D) fp32 vision embeddings (image [CLS] first).
 
         The vision tower may run in reduced precision; its output is cast to the text encoder's dtype.
+        Also computes (and memoises) the K/V projections of these embeddings in every cross-attention
+        layer, so no text pass pays for them.
         """
         self.reset_image_cache()
         vis = self.model.vision_model
         out = vis(pixel_values=pixel_values.to(next(vis.parameters()).dtype)).last_hidden_state
-        return out.to(next(self.model.text_encoder.parameters()).dtype)
+        out = out.to(next(self.model.text_encoder.parameters()).dtype)
+        # the image tokens' K/V projections of every cross-attention layer are per-image work: computed
+        # here, once, so every IGRS round (the first included) and every expression reads them
+        for proj in self._memo:
+            proj(out)
+        return out
 
     def itm_logits(self, image_embeds, input_ids, attention_mask, image_keep=None) -> torch.Tensor:
         """(1, 2) ITM logits [no-match, match] for one pair; image_keep (1, 1+P) masks image tokens."""
