@@ -6,6 +6,7 @@
 | `sam_encoder_sdpa` | SAM ViT attention eager (materialised scores + rel-pos bias) | transformers' SDPA class |
 | `tracker_memory_attention_sdpa` | SAM 2.1 memory attention eager | SDPA (transformers' default) |
 | `image_kv_at_set_image` | cross-attention K/V of the image tokens computed in the first IGRS round | computed once in `set_image` (`gradcam.BlipGradCAM.encode_image`) |
+| `onnxruntime_sam_encoder` | SAM's encoder in torch (the run's dtype) | the cached ONNX export in ONNX Runtime (fp32; opt-in, `models.onnx_encoder`) |
 
 Each entry: both timings (median of `reps`), speed-up, and the largest absolute difference of the
 outputs (same inputs, same weights). The tests check the same differences on the tiny models
@@ -122,3 +123,33 @@ def image_kv_at_set_image(gradcam, pixel_values, input_ids, attention_mask) -> d
     gradcam.reset_image_cache()
     diff = max(float((a.attn - b.attn).abs().max()), float((a.grad - b.grad).abs().max()))
     return _entry(before, after, diff, note="first IGRS round only; the projection moved to set_image")
+
+
+def onnxruntime_sam_encoder(sam, model_id: str, pixel_values: torch.Tensor, reps: int = 1) -> dict:
+    """SAM's image encoder in torch (the run's dtype) against the cached ONNX Runtime export (fp32):
+    both timed, max |diff| against the torch path (absolute and relative to max |torch|), and whether the
+    export is within `onnx_encoder.TOLERANCE` of a fp32 torch run (the "same outputs" rule)."""
+    from ..models import onnx_encoder as ox
+
+    if not ox.available():
+        return {"status": "not measurable here: onnxruntime is not installed (pip install onnxruntime onnx)"}
+    if pixel_values.device.type != "cpu":
+        return {"status": "not measured: the ONNX Runtime path is for CPUs here (TensorRT route: docs/performance.md)"}
+    t0 = time.perf_counter()
+    enc = ox.ort_sam_encoder(sam, model_id)
+    prepare = time.perf_counter() - t0
+    dev = pixel_values.device
+    pv = pixel_values.to(next(sam.vision_encoder.parameters()).dtype)
+    with torch.inference_mode():
+        before, a = _time(lambda: type(sam).get_image_embeddings(sam, pv), reps, dev)
+    after, b = _time(lambda: enc(pixel_values.float()), reps, dev)
+    if next(sam.vision_encoder.parameters()).dtype == torch.float32:
+        same = ox.check_same_outputs(sam, enc, pixel_values)
+    else:  # the rule is against fp32 torch: a fp32 copy of the encoder (the export is fp32 too)
+        import copy
+
+        same = ox.check_same_outputs(copy.deepcopy(sam).float(), enc, pixel_values)
+    scale = float(a.float().abs().max()) or 1.0
+    diff = float((a.float() - b.float()).abs().max())
+    return _entry(before, after, diff, relative_diff=diff / scale, export_or_load_s=prepare, onnx=str(enc.path),
+                  torch_dtype=str(pv.dtype).replace("torch.", ""), fp32_check=same, tolerance=ox.TOLERANCE)

@@ -313,7 +313,8 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
               reps: int = 5, warmup: int = 1, threads: int | None = None, early_stop: bool = False,
               trackers: tuple[str, ...] | list[str] = (DEFAULT_TRACKER,), track_frames: int | None = None,
               track_sizes: list[int] | None = None, track_memory: list[int] | None = None,
-              precision: bool = True, lossless: bool = True, reference: str | None = None) -> dict:
+              precision: bool = True, lossless: bool = True, reference: str | None = None,
+              onnx: bool = True) -> dict:
     """One bench run (see the module docstring); returns the JSON-ready result.
 
     Sections, in order: the machine's limits (matmul peaks), the grounding stages and ratios, the
@@ -324,6 +325,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
 
     track_sizes / track_memory: tracker input sizes and memory sizes to time (every combination);
     default: the published configuration and the smallest documented input size.
+    onnx: also time the ONNX Runtime SAM encoder (exported and cached on first use; needs onnxruntime).
     """
     from ..grounding.gradcam import to_patch_grid
     from ..grounding.pwem import fuse
@@ -504,6 +506,9 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         if models.sam is not None:
             changes["sam_encoder_sdpa"] = _guarded(dev, lambda: ll.sam_encoder_sdpa(models.sam, sam_pv))
         changes["image_kv_at_set_image"] = _guarded(dev, lambda: ll.image_kv_at_set_image(gc, pv, ids, am))
+        if models.sam is not None and onnx:
+            changes["onnxruntime_sam_encoder"] = _guarded(
+                dev, lambda: ll.onnxruntime_sam_encoder(models.sam, models.sam_id, sam_pv))
         first_tracker = next((t for t in trackers if t and t.lower() != "none"), None)
         if first_tracker:
             tm, _ = bench_tracker(first_tracker, tiny=tiny, random_weights=random_weights, device=dev, dtype=dtype)

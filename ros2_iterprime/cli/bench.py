@@ -43,6 +43,8 @@ def add_bench_parser(p: argparse.ArgumentParser) -> None:
                    help="skip the reduced-precision vs fp32 comparison (a second, fp32 set of models)")
     p.add_argument("--no-lossless", action="store_true",
                    help="skip timing each lossless change against the path it replaced")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="skip timing the ONNX Runtime SAM encoder (exported and cached on first use)")
     p.add_argument("--reference", default=None, metavar="JSON",
                    help="reference run for the end-to-end target (default: docs/bench/cpu-2core-fp32.json, "
                         "the fp32 baseline before issue #15)")
@@ -59,7 +61,8 @@ def cmd_bench(args) -> int:
                         w, h, args.reps, args.warmup, args.threads, args.early_stop,
                         trackers=args.tracker or [DEFAULT_TRACKER], track_frames=args.track_frames,
                         track_sizes=args.track_size, track_memory=args.track_memory,
-                        precision=not args.no_precision, lossless=not args.no_lossless, reference=args.reference)
+                        precision=not args.no_precision, lossless=not args.no_lossless, reference=args.reference,
+                        onnx=not args.no_onnx)
     except UnsupportedDtypeError as exc:
         print(f"bench: {exc}")
         return 2

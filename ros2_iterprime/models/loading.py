@@ -377,7 +377,15 @@ def load_models(
     apply_precision(blip, sam_model, dt, dev)
     LOG.info("image encoders in %s (%s); Grad-CAM path and prompt decoder in fp32", dtype_name(dt),
              dtype_choice(dtype, dev)[1])
-    return LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
+    models = LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
+    backend = os.environ.get("ITERPRIME_ENCODER_BACKEND", "torch").strip().lower() or "torch"
+    if backend == "onnxruntime" and sam_model is not None:  # opt-in (models/onnx_encoder.py)
+        from .onnx_encoder import use_onnxruntime
+
+        use_onnxruntime(models)
+    elif backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"ITERPRIME_ENCODER_BACKEND must be 'torch' or 'onnxruntime', got {backend!r}")
+    return models
 
 
 ENC_TOKEN = "[ENC]"

@@ -7,7 +7,8 @@ import pytest
 from ros2_iterprime.cli import main as cli
 
 
-def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys):
+def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ITERPRIME_ONNX_CACHE", str(tmp_path / "onnx"))
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--model", "tiny-random", "--reps", "1", "--warmup", "0", "--json", str(out),
                      "--tracker", "sam2.1-hiera-tiny", "--tracker", "none"]) == 0
@@ -59,7 +60,10 @@ def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys):
     assert "not comparable" in res["targets"]["grounding_vs_reference"]["reason"]
     # lossless changes: timed against the path they replaced, with their numerical difference
     ll = res["lossless"]
-    assert set(ll) == {"blip_vision_sdpa", "sam_encoder_sdpa", "image_kv_at_set_image", "tracker_memory_attention_sdpa"}
+    assert set(ll) == {"blip_vision_sdpa", "sam_encoder_sdpa", "image_kv_at_set_image", "tracker_memory_attention_sdpa",
+                       "onnxruntime_sam_encoder"}
+    ox = ll.pop("onnxruntime_sam_encoder")  # an alternative runtime: its check is against fp32 torch
+    assert ox["fp32_check"]["same"] and ox["fp32_check"]["relative"] <= ox["tolerance"] and ox["onnx"].endswith(".onnx")
     for name, c in ll.items():
         assert c["before_ms"] > 0 and c["after_ms"] > 0 and c["max_abs_diff"] >= 0, name
     assert ll["image_kv_at_set_image"]["max_abs_diff"] == 0.0
