@@ -477,8 +477,10 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
     tiny = vlm == TINY
     configs = track_configs(track_sizes, track_memory, tiny)
     for name in [t for t in trackers if t and t.lower() != "none"]:
+        pub_size, pub_mem = _published_knobs(name, tiny)
         for size, memf in configs:
-            key = name if (size, memf) == (None, None) else f"{name}@{size or 'published'}px/{memf or 'published'}mem"
+            default = size in (None, pub_size) and memf in (None, pub_mem)
+            key = name if default else f"{name}@{size or 'published'}px/{memf or 'published'}mem"
             tm, status = bench_tracker(name, tiny=tiny, random_weights=random_weights, device=dev, dtype=dtype,
                                        image_size=size, memory_frames=memf)
             if tm is None:
@@ -488,7 +490,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
                 continue
             tracking[key] = _guarded(dev, lambda tm=tm: measure_tracking(
                 seg, tm, grounding_s=first, width=width, height=height, reps=reps, frames=track_frames))
-            tracking[key].update(default_config=(size, memf) == (None, None),
+            tracking[key].update(default_config=default,
                                  smallest_documented_size=size == configs_smallest(tiny))
             for row in _tracker_limit_rows(key, tracking[key], limits):
                 limits["stages"].append(row)
@@ -587,6 +589,19 @@ def _guarded(dev: torch.device, fn) -> dict:
 
 #: the smallest documented tracker input size (docs/tracking.md); the tiny test models' own
 SMALLEST_SIZE, TINY_SMALLEST_SIZE = 512, 32
+
+
+def _published_knobs(name: str, tiny: bool) -> tuple[int, int]:
+    """(input size, memories) of a tracker as published (the tiny test model: 64 px, 3 memories)."""
+    from ..models.trackers import PUBLISHED, TINY_IMAGE_SIZE, published_config, tiny_tracker_config
+
+    if tiny:
+        return TINY_IMAGE_SIZE, int(tiny_tracker_config().num_maskmem)
+    key = name.split("/")[-1]
+    if key in PUBLISHED:
+        cfg = published_config(key)
+        return int(cfg.image_size), int(cfg.num_maskmem)
+    return 1024, 7
 
 
 def configs_smallest(tiny: bool) -> int:
