@@ -7,6 +7,7 @@
 | `tracker_memory_attention_sdpa` | SAM 2.1 memory attention eager | SDPA (transformers' default) |
 | `image_kv_at_set_image` | cross-attention K/V of the image tokens computed in the first IGRS round | computed once in `set_image` (`gradcam.BlipGradCAM.encode_image`) |
 | `onnxruntime_sam_encoder` | SAM's encoder in torch (the run's dtype) | the cached ONNX export in ONNX Runtime (fp32; opt-in, `models.onnx_encoder`) |
+| `onnxruntime_tracker_encoder` | SAM 2.1's image features in torch (the tracker's dtype) | the same through ONNX Runtime (fp32; opt-in) |
 
 Each entry: both timings (median of `reps`), speed-up, and the largest absolute difference of the
 outputs (same inputs, same weights). The tests check the same differences on the tiny models
@@ -153,3 +154,32 @@ def onnxruntime_sam_encoder(sam, model_id: str, pixel_values: torch.Tensor, reps
     diff = float((a.float() - b.float()).abs().max())
     return _entry(before, after, diff, relative_diff=diff / scale, export_or_load_s=prepare, onnx=str(enc.path),
                   torch_dtype=str(pv.dtype).replace("torch.", ""), fp32_check=same, tolerance=ox.TOLERANCE)
+
+
+def onnxruntime_tracker_encoder(tracker, reps: int = 1) -> dict:
+    """The tracker's per-frame image features in torch (its dtype) against the cached ONNX Runtime export
+    (fp32), on one random frame: both timed, the largest relative difference of the feature maps."""
+    import copy
+
+    from ..models import onnx_encoder as ox
+
+    if not ox.available():
+        return {"status": "not measurable here: onnxruntime is not installed (pip install onnxruntime onnx)"}
+    if tracker.device.type != "cpu":
+        return {"status": "not measured: the ONNX Runtime path is for CPUs here (TensorRT route: docs/performance.md)"}
+    t0 = time.perf_counter()
+    enc = ox.ort_sam2_features(tracker)
+    prepare = time.perf_counter() - t0
+    m = tracker.model
+    s = int(tracker.geometry.size)
+    pv = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before, a = _time(lambda: type(m).get_image_features(m, pv.to(tracker.dtype), return_dict=True), reps,
+                          tracker.device)
+    after, b = _time(lambda: enc(pv), reps, tracker.device)
+    diff = max(float((x.float() - y.float()).abs().max()) for x, y in zip(a.fpn_hidden_states, b.fpn_hidden_states))
+    scale = max(float(x.float().abs().max()) for x in a.fpn_hidden_states) or 1.0
+    ref = m if tracker.dtype == torch.float32 else copy.deepcopy(m).float()
+    same = ox.check_same_features(ref, enc, pv)
+    return _entry(before, after, diff, relative_diff=diff / scale, export_or_load_s=prepare, onnx=str(enc.path),
+                  torch_dtype=str(tracker.dtype).replace("torch.", ""), fp32_check=same, tolerance=ox.TOLERANCE)

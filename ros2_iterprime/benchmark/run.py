@@ -517,6 +517,8 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
             if tm is not None:
                 changes["tracker_memory_attention_sdpa"] = _guarded(
                     dev, lambda: ll.tracker_memory_attention_sdpa(tm.model, tm.num_maskmem))
+                if onnx:
+                    changes["onnxruntime_tracker_encoder"] = _guarded(dev, lambda: ll.onnxruntime_tracker_encoder(tm))
                 del tm
     # --- reduced precision against fp32 through the full pipeline
     prec: dict = {"status": "not applicable: this run is fp32"} if dt == torch.float32 else {}

@@ -1,7 +1,13 @@
-"""Optional ONNX Runtime path for SAM's image encoder: exported by this package, cached, opt-in.
+"""Optional ONNX Runtime path for the image encoders (SAM, SAM 2.1): exported by this package, cached, opt-in.
 
-    from ros2_iterprime.models.onnx_encoder import use_onnxruntime
+    from ros2_iterprime.models.onnx_encoder import use_onnxruntime, use_onnxruntime_tracker
     use_onnxruntime(models)            # models = load_models(...): SAM's get_image_embeddings now runs in ORT
+    use_onnxruntime_tracker(tracker)   # tracker = load_tracker(...): SAM 2.1's get_image_features in ORT
+
+The SAM 2.1 / EdgeTAM path exports ``get_image_features`` (Hiera trunk + FPN neck + the mask decoder's
+two high-resolution projections, as transformers computes them per frame): (1, 3, S, S) -> three
+feature maps and their three position encodings, (HW, 1, C) each. It serves the tracker's every frame
+and, through the same model instance, SAM 2.1 proposals.
 
 `export_sam_encoder` writes SAM's image encoder (``SamModel.get_image_embeddings``: (1, 3, 1024, 1024)
 pixels -> (1, 256, 64, 64) embedding) as ONNX with torch's TorchScript-based exporter
@@ -16,9 +22,11 @@ library upgrade exports again, an unchanged one loads the file.
 **Same outputs**: `check_same_outputs` runs both paths on one input; the documented tolerance is
 `TOLERANCE` (max |diff| / max |torch output|), the bench's ``onnxruntime_sam_encoder`` entry measures it
 on full-size random weights and times both. **Default**: off. The bench decides: the ORT path is used
-by default only where it is faster on the machine with the same outputs, and on this project's CPU
-the bf16 torch path is the faster one (docs/performance.md), so nothing switches it on by itself;
-`use_onnxruntime` (or ``ITERPRIME_ENCODER_BACKEND=onnxruntime`` for `load_models`) opts in.
+by default only where it is faster on the machine with the same outputs; on this project's CPU the
+bf16 torch path is expected to be the faster one (ORT's CPU provider runs the graph in fp32; the quiet
+bench run decides, docs/performance.md), so nothing switches it on by itself;
+`use_onnxruntime` / `use_onnxruntime_tracker` (or ``ITERPRIME_ENCODER_BACKEND=onnxruntime`` for `load_models`
+and `load_tracker`, e.g. in the ROS node's environment) opt in.
 
 **Jetson / TensorRT (untested here)**: the same ONNX file is what TensorRT consumes
 (``trtexec --onnx=<file> --fp16 --saveEngine=sam_vit_b.plan``, or ONNX Runtime's TensorRT execution
@@ -178,3 +186,100 @@ def use_torch(models) -> None:
     """Undo `use_onnxruntime`."""
     if models.sam is not None:
         models.sam.__dict__.pop("get_image_embeddings", None)
+
+
+# ------------------------------------------------------------------------------------------------
+# SAM 2.1 / EdgeTAM image features (tracker)
+# ------------------------------------------------------------------------------------------------
+class _Sam2Features(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        out = self.model.get_image_features(pixel_values, return_dict=True)
+        return (*out.fpn_hidden_states, *out.fpn_position_encoding)
+
+
+class OrtSam2Features:
+    """``get_image_features`` of a SAM 2 video model through ONNX Runtime: returns the model's own output
+    class with ``fpn_hidden_states`` / ``fpn_position_encoding`` (lists of (HW, 1, C) tensors) on the
+    caller's device and dtype, what the video model and `Sam2Proposer` read."""
+
+    def __init__(self, model, path: Path, providers: list[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # the exporter's shape hints make ORT warn about merged shapes
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        self._output_class = _sam2_output_class(model)
+
+    def __call__(self, pixel_values: torch.Tensor, *args, **kwargs):
+        outs = self.session.run(None, {"pixel_values": pixel_values.detach().float().cpu().numpy()})
+        ts = [torch.from_numpy(o).to(pixel_values.device, pixel_values.dtype) for o in outs]
+        n = len(ts) // 2
+        return self._output_class(fpn_hidden_states=ts[:n], fpn_position_encoding=ts[n:])
+
+
+def _sam2_output_class(model):
+    import importlib
+
+    mod = importlib.import_module(type(model).__module__)
+    for name in ("Sam2VideoVisionEncoderOutput", "EdgeTamVideoVisionEncoderOutput"):
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    raise TypeError(f"{type(model).__name__}: no vision encoder output class found")
+
+
+def ort_sam2_features(tracker, providers: list[str] | None = None) -> OrtSam2Features:
+    """The cached ONNX export of a `TrackerModel`'s image features (exported on first use)."""
+    import copy
+
+    if not available():
+        raise ImportError("the ONNX Runtime path needs `pip install onnxruntime onnx`")
+    size = int(tracker.geometry.size)
+    model = tracker.model
+    path = cache_path(tracker.model_id, model.vision_encoder, size)
+    if not path.is_file():
+        ref = copy.deepcopy(model).float().eval().cpu()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".onnx.tmp")
+        with torch.no_grad():
+            torch.onnx.export(_Sam2Features(ref), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
+                              opset_version=OPSET, input_names=["pixel_values"])
+        os.replace(tmp, path)
+        LOG.info("tracker image encoder exported to %s", path)
+    return OrtSam2Features(model, path, providers)
+
+
+def check_same_features(model, encoder: OrtSam2Features, pixel_values: torch.Tensor) -> dict:
+    """Largest relative difference over the feature maps (ORT against torch, same input)."""
+    with torch.inference_mode():
+        ref = type(model).get_image_features(model, pixel_values.to(next(model.vision_encoder.parameters()).dtype),
+                                             return_dict=True)
+    out = encoder(pixel_values.float())
+    rel = 0.0
+    for a, b in zip(ref.fpn_hidden_states, out.fpn_hidden_states, strict=True):
+        rel = max(rel, float((a.float() - b.float()).abs().max()) / (float(a.float().abs().max()) or 1.0))
+    return {"relative": rel, "same": rel <= TOLERANCE}
+
+
+def use_onnxruntime_tracker(tracker, providers: list[str] | None = None, check: bool = True) -> OrtSam2Features:
+    """Route a `TrackerModel`'s ``get_image_features`` through the cached ONNX export (checked as in
+    `use_onnxruntime`); `use_torch_tracker` undoes it."""
+    enc = ort_sam2_features(tracker, providers)
+    if check:
+        s = int(tracker.geometry.size)
+        res = check_same_features(tracker.model, enc, torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0)))
+        if not res["same"]:
+            raise ValueError(f"ONNX Runtime tracker encoder differs from torch by {res['relative']:.2e} (> {TOLERANCE}): "
+                             f"not used ({enc.path})")
+    tracker.model.get_image_features = enc
+    return enc
+
+
+def use_torch_tracker(tracker) -> None:
+    tracker.model.__dict__.pop("get_image_features", None)

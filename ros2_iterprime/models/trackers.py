@@ -243,7 +243,12 @@ def load_tracker(model: str = DEFAULT_TRACKER, *, device: str | torch.device = "
         geometry = _geometry_from_files(model, int(net.config.image_size), cache_dir)
         if size:
             geometry = FrameGeometry(size, geometry.mean, geometry.std)
-    return _finish(net, family, model, geometry, dev, dt, mem)
+    tm = _finish(net, family, model, geometry, dev, dt, mem)
+    if os.environ.get("ITERPRIME_ENCODER_BACKEND", "").strip().lower() == "onnxruntime":  # opt-in
+        from .onnx_encoder import use_onnxruntime_tracker
+
+        use_onnxruntime_tracker(tm)
+    return tm
 
 
 def _finish(net, family: str, model_id: str, geometry: FrameGeometry, dev: torch.device,

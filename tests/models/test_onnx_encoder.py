@@ -72,3 +72,31 @@ def test_an_export_that_differs_is_refused(cache, monkeypatch):
     with pytest.raises(ValueError, match="differs from torch"):
         ox.use_onnxruntime(m)
     assert "get_image_embeddings" not in m.sam.__dict__
+
+
+def test_tracker_image_features_through_onnxruntime(cache):
+    """SAM 2.1's per-frame image features in ONNX Runtime: the tracked masks are the torch path's."""
+    from tracking_helpers import block_frame, red_mask
+
+    from ros2_iterprime.models.trackers import load_tracker
+    from ros2_iterprime.tracking import StreamingSession
+
+    tm = load_tracker("tiny-random", device="cpu", dtype="fp32")
+
+    def run():
+        s = StreamingSession(tm)
+        s.seed(block_frame(0), red_mask(block_frame(0)))
+        return [s.track(block_frame(i)) for i in range(1, 5)]
+
+    a = run()
+    enc = ox.use_onnxruntime_tracker(tm)
+    assert tm.model.get_image_features is enc and enc.path.parent == cache and "-64px-fp32-" in enc.path.name
+    calls = []
+    real = enc.session.run
+    enc.session.run = lambda *args: calls.append(1) or real(*args)
+    b = run()
+    assert len(calls) == 5  # the seed frame + 4 tracked frames ran the encoder in ONNX Runtime
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.mask, y.mask) and abs(x.object_score - y.object_score) < 1e-4
+    ox.use_torch_tracker(tm)
+    assert "get_image_features" not in tm.model.__dict__
