@@ -70,7 +70,9 @@ PARAMETERS: dict[str, ParamSpec] = {
     "sam": ParamSpec("", "Override of the SAM model id or local directory ('' = from `model`).", read_only=True),
     "device": ParamSpec("auto", "torch device: 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...",
                         read_only=True),
-    "dtype": ParamSpec("auto", "torch dtype of the image encoders: 'auto', 'float32', 'float16', 'bfloat16'.",
+    "dtype": ParamSpec("auto", "torch dtype of the image encoders and the tracker: 'auto' (float16 on CUDA, bfloat16 "
+                       "on CPUs with AVX512-BF16 / AMX, else float32), 'float32', 'float16' (refused on a CPU "
+                       "without fp16 arithmetic), 'bfloat16'. Grad-CAM always runs in float32.",
                        read_only=True, choices=DTYPES),
     "local_files_only": ParamSpec(False, "Never contact the model hub at configure (also: HF_HUB_OFFLINE=1).",
                                   read_only=True),

@@ -171,3 +171,18 @@ def test_reduced_precision_keeps_the_mask(dtype, rgb_image, monkeypatch):
         # so only the two checks above are meaningful then.
         if pa == pb:
             assert _iou(a.mask, b.mask) >= 0.98, (dtype, expr)
+
+
+def test_random_weight_models_follow_the_precision_rule():
+    """Regression (issue #15): `bench --random-weights --dtype bf16` cast ALL of BLIP and SAM, so its
+    Grad-CAM text pass ran in bf16 (76 vs 136 ms per round) although the library keeps it fp32."""
+    import torch
+
+    from ros2_iterprime.benchmark.run import build_full_size_random
+
+    m = build_full_size_random(dtype=torch.bfloat16)
+    assert next(m.blip.vision_model.parameters()).dtype == torch.bfloat16
+    assert next(m.sam.vision_encoder.parameters()).dtype == torch.bfloat16
+    for part in (m.blip.text_encoder, m.blip.itm_head, m.sam.mask_decoder, m.sam.prompt_encoder):
+        assert all(p.dtype == torch.float32 for p in part.parameters())
+    assert m.dtype == torch.bfloat16 and not any(p.requires_grad for p in m.blip.parameters())
