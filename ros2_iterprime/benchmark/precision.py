@@ -11,7 +11,6 @@ difference. With random weights these are numerical differences, never accuracy.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -65,7 +65,6 @@ def test_lossless_entries_on_the_tiny_models(fp32_models):
 
 def test_image_kv_projections_are_computed_in_set_image(fp32_models, rgb_image):
     """The cross-attention K/V of the image tokens belong to the per-image work: no text pass computes them."""
-    from ros2_iterprime.grounding.gradcam import _PerImageProjection
     from ros2_iterprime.grounding.segmenter import ReferringSegmenter
 
     seg = ReferringSegmenter(fp32_models)
