@@ -20,7 +20,9 @@ def pytest_collection_modifyitems(config, items):
 def tiny_models():
     from ros2_iterprime.models.loading import load_models
 
-    return load_models("tiny-random", "tiny-random", device="cpu")
+    # fp32: these tests compare the method with references computed in fp32 (dtype 'auto' is bf16 on
+    # CPUs with AVX512-BF16 / AMX); reduced precision has its own tests (tests/benchmark/test_bench.py)
+    return load_models("tiny-random", "tiny-random", device="cpu", dtype="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,8 @@ import time
 import numpy as np
 import torch
 
+from ..models.loading import dtype_name
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -143,7 +145,7 @@ def measure_mask2former_stage(frame: np.ndarray, *, tiny: bool, random_weights: 
     peak = float(peak_flops) if peak_flops else matmul_peak_flops(dev, m2f.dtype)
     limit_ms = 1000 * flops["total"] / peak
     res = {
-        "status": "measured", "model": m2f.model_id, "dtype": str(m2f.dtype).replace("torch.", ""),
+        "status": "measured", "model": m2f.model_id, "dtype": dtype_name(m2f.dtype),
         "device": str(dev), "queries": m2f.num_queries, "image": [int(frame.shape[1]), int(frame.shape[0])],
         "model_input": [fr.padded_size[1], fr.padded_size[0]], "resized": [fr.resized_size[1], fr.resized_size[0]],
         "parameters_m": sum(p.numel() for p in m2f.model.parameters()) / 1e6,

@@ -149,19 +149,26 @@ class BlipGradCAM:
                 self._memo.append(proj)
         target = layers[self.layer].crossattention.self
         target.register_forward_hook(self._capture)
-        # Anchor for autograd: with frozen parameters nothing in the text pass would require grad;
-        # making the text embeddings require grad lets autograd reach the attention probabilities.
-        model.text_encoder.embeddings.register_forward_hook(self._anchor)
+        # Anchor for autograd: with frozen parameters nothing in the text pass would require grad.
+        # Making the Grad-CAM layer's INPUT require grad lets autograd reach its attention probabilities;
+        # the layers below it run without recording a graph (the gradient d(match)/dA flows only through
+        # this layer and those above it, so anchoring lower would record work no backward reads).
+        layers[self.layer].register_forward_pre_hook(self._anchor, with_kwargs=True)
 
     # hooks ---------------------------------------------------------------------------------------
     def _capture(self, module, inputs, output):
         self._captured = output[1]  # (B, heads, tokens, image tokens) attention probabilities
 
     @staticmethod
-    def _anchor(module, inputs, output):
-        if torch.is_grad_enabled() and not output.requires_grad:
-            output.requires_grad_(True)
-        return output
+    def _anchor(module, args, kwargs):
+        if not torch.is_grad_enabled():
+            return None
+        if args and isinstance(args[0], torch.Tensor):
+            if not args[0].requires_grad:
+                args = (args[0].detach().requires_grad_(True), *args[1:])
+        elif isinstance(kwargs.get("hidden_states"), torch.Tensor) and not kwargs["hidden_states"].requires_grad:
+            kwargs = dict(kwargs, hidden_states=kwargs["hidden_states"].detach().requires_grad_(True))
+        return args, kwargs
 
     # API -----------------------------------------------------------------------------------------
     def reset_image_cache(self) -> None:
@@ -174,11 +181,18 @@ class BlipGradCAM:
         """(1, 3, S, S) -> (1, 1 + P, D) fp32 vision embeddings (image [CLS] first).
 
         The vision tower may run in reduced precision; its output is cast to the text encoder's dtype.
+        Also computes (and memoises) the K/V projections of these embeddings in every cross-attention
+        layer, so no text pass pays for them.
         """
         self.reset_image_cache()
         vis = self.model.vision_model
         out = vis(pixel_values=pixel_values.to(next(vis.parameters()).dtype)).last_hidden_state
-        return out.to(next(self.model.text_encoder.parameters()).dtype)
+        out = out.to(next(self.model.text_encoder.parameters()).dtype)
+        # the image tokens' K/V projections of every cross-attention layer are per-image work: computed
+        # here, once, so every IGRS round (the first included) and every expression reads them
+        for proj in self._memo:
+            proj(out)
+        return out
 
     def itm_logits(self, image_embeds, input_ids, attention_mask, image_keep=None) -> torch.Tensor:
         """(1, 2) ITM logits [no-match, match] for one pair; image_keep (1, 1+P) masks image tokens."""

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.loading import to_device
+
 
 @dataclass
 class SamImage:
@@ -153,7 +155,7 @@ class SamProposer:
     def encode(self, rgb: np.ndarray) -> SamImage:
         """(H, W, 3) uint8 -> cached SamImage (runs the SAM image encoder once)."""
         enc = self.processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
-        pv = enc["pixel_values"].to(self.device, self.encoder_dtype)
+        pv = to_device(enc["pixel_values"], self.device, self.encoder_dtype)
         emb = self.model.get_image_embeddings(pv).to(self.dtype)
         h_in, w_in = (int(v) for v in enc["reshaped_input_sizes"][0])
         pad = int(pv.shape[-1])

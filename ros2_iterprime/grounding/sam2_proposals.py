@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..models.loading import to_device
 from ..models.trackers import TrackerModel, load_tracker
 from .proposals import Proposals, SamImage, SamProposer
 
@@ -63,7 +64,7 @@ class Sam2Proposer(SamProposer):
     def encode(self, rgb: np.ndarray) -> Sam2Image:
         """(H, W, 3) uint8 -> Sam2Image (runs the image encoder once)."""
         m = self.model
-        pixels = self.tracker.geometry.frame_to_pixels(rgb)[None].to(self.tracker.device, self.tracker.dtype)
+        pixels = to_device(self.tracker.geometry.frame_to_pixels(rgb)[None], self.tracker.device, self.tracker.dtype)
         out = m.get_image_features(pixels, return_dict=True)
         feats, pos = list(out.fpn_hidden_states), list(out.fpn_position_encoding)
         sizes = m.backbone_feature_sizes

@@ -32,6 +32,7 @@ from ..models.loading import (
     itm_first_token_id,
     load_models,
     resolve_profile,
+    to_device,
 )
 from ..models.mask2former import mask2former_id
 from ..results import SegmentationResult, mask_bbox_centroid
@@ -216,8 +217,8 @@ class ReferringSegmenter:
         self._image = None
         self.image_generation += 1
         dev, dt = self.models.device, self.models.dtype
-        pv = self.models.blip_processor(images=rgb, return_tensors="pt",
-                                        input_data_format="channels_last")["pixel_values"].to(dev, dt)
+        pv = to_device(self.models.blip_processor(images=rgb, return_tensors="pt",
+                                                  input_data_format="channels_last")["pixel_values"], dev, dt)
         t1 = time.perf_counter()
         embeds = self.gradcam.encode_image(pv)
         t2 = time.perf_counter()

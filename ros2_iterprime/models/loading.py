@@ -85,17 +85,135 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
            "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (first 'flags' or 'Features' line); empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _torch_cpu_probe(name: str) -> bool:
+    fn = getattr(torch.cpu, name, None)  # private helpers of torch.cpu (2.1+): what oneDNN will use
+    try:
+        return bool(fn()) if fn is not None else False
+    except Exception:  # noqa: BLE001 - a probe that fails means "not known to be there"
+        return False
+
+
+def cpu_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """True when this CPU multiplies bf16 natively: x86 AVX512-BF16 or AMX-BF16.
+
+    Read from /proc/cpuinfo (``avx512_bf16``, ``amx_bf16``) or torch's own probe
+    (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``). Elsewhere torch emulates
+    bf16 matmuls in fp32 with extra conversions: slower than fp32, so 'auto' keeps fp32 there.
+    """
+    if flags is None:
+        flags = cpu_flags()
+        if _torch_cpu_probe("_is_avx512_bf16_supported") or _torch_cpu_probe("_is_amx_tile_supported"):
+            return True
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def cpu_native_fp16(flags: frozenset[str] | None = None) -> bool:
+    """True when this CPU multiplies fp16 natively: x86 AVX512-FP16 or AMX-FP16, or Arm FP16 arithmetic."""
+    if flags is None:
+        flags = cpu_flags()
+        if _torch_cpu_probe("_is_amx_fp16_supported"):
+            return True
+    return bool({"avx512_fp16", "amx_fp16", "asimdhp"} & set(flags))
+
+
+class UnsupportedDtypeError(ValueError):
+    """A dtype this device cannot run at a useful speed (e.g. fp16 on a CPU without fp16 arithmetic)."""
+
+
+def dtype_choice(dtype: str | torch.dtype | None, device: torch.device,
+                 flags: frozenset[str] | None = None) -> tuple[torch.dtype, str]:
+    """(dtype of the image encoders, why) for a requested dtype on `device`.
+
+    'auto': fp16 on CUDA; on a CPU bf16 where it has native bf16 (AVX512-BF16 / AMX, `cpu_native_bf16`),
+    else fp32. Explicit 'fp32' / 'bf16' are honoured; 'fp16' on a CPU without native fp16
+    (`cpu_native_fp16`) is refused: torch would emulate it hundreds of times slower than fp32 (measured
+    on an AVX512-BF16 CPU: ~0.3 GFLOP/s fp16 against ~150 fp32 for a 2048x2048 matmul).
+
+    Raises:
+        ValueError: unknown name. UnsupportedDtypeError: fp16 on such a CPU.
+    """
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if isinstance(dtype, torch.dtype):
+        dt, why = dtype, "as given"
+    elif dtype in (None, "", "auto"):
+        if dev.type == "cuda":
+            return torch.float16, "auto: fp16 on CUDA"
+        if dev.type == "cpu" and cpu_native_bf16(flags):
+            return torch.bfloat16, "auto: this CPU has native bf16 (AVX512-BF16 / AMX)"
+        return torch.float32, "auto: fp32 (no native bf16 on this device)"
+    elif dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32, fp16 or bf16")
+    else:
+        dt, why = _DTYPES[dtype], "as given"
+    if dt == torch.float16 and dev.type == "cpu" and not cpu_native_fp16(flags):
+        raise UnsupportedDtypeError(
+            "dtype fp16 refused on this CPU: it has no native fp16 arithmetic (no AVX512-FP16 / AMX-FP16), so "
+            "torch would emulate it, hundreds of times slower than fp32. Use dtype 'auto' (bf16 where the CPU "
+            "has AVX512-BF16 or AMX, else fp32), 'bf16' or 'fp32'; fp16 is for GPUs")
+    return dt, why
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """'auto' is fp32 on CPU and fp16 on CUDA; 'fp16'/'bf16' are honoured as given."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32, fp16 or bf16")
-    return _DTYPES[dtype]
+    """The image encoders' dtype (see `dtype_choice`: 'auto' = fp16 on CUDA, bf16 on CPUs with native bf16,
+    else fp32; fp16 on a CPU without native fp16 raises `UnsupportedDtypeError`)."""
+    return dtype_choice(dtype, device)[0]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'fp32' / 'fp16' / 'bf16' (else torch's name)."""
+    return _NAMES.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def apply_precision(blip, sam, dtype: torch.dtype, device: torch.device | None = None) -> None:
+    """The project's mixed-precision rule, in place: everything fp32 except the two image encoders
+    (and BLIP's vision attention through SDPA, `fast_attention`).
+
+    Only the per-image encoders (nearly all the FLOPs: BLIP's ViT, SAM's image encoder) run in `dtype`.
+    The Grad-CAM path (BLIP text encoder + ITM head) stays fp32 because attention gradients underflow
+    fp16, and SAM's small prompt decoder stays fp32 so mask boundaries do not move
+    (tests/benchmark/test_bench.py). Used by `load_models` and the benchmark's random-weight models alike.
+    """
+    for m in (blip, sam):
+        if m is None:
+            continue
+        m.eval()
+        m.requires_grad_(False)  # Grad-CAM takes gradients w.r.t. attention maps only, never parameters
+        m.to(device=device, dtype=torch.float32)
+    blip.vision_model.to(dtype=dtype)
+    if sam is not None:
+        sam.vision_encoder.to(dtype=dtype)
+    # lossless: BLIP's vision attention through SDPA (the text encoder stays eager for Grad-CAM)
+    from .fast_attention import use_sdpa_for_blip_vision
+
+    use_sdpa_for_blip_vision(blip)
+
+
+def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host tensor onto `device` (and `dtype`). On CUDA the copy goes through pinned (page-locked) host
+    memory and does not block the CPU: the copy and the kernels that read it are queued on the same
+    stream, so they run in order, and torch's caching host allocator keeps the pinned buffer alive
+    until the copy has finished. Elsewhere a plain `.to`."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory().to(device, non_blocking=True)
+    else:
+        t = t.to(device)
+    return t if dtype is None else t.to(dtype)
 
 
 def hub_offline() -> bool:
@@ -258,19 +376,18 @@ def load_models(
         sam_proc = load_pretrained(SamImageProcessorPil, "sam", sam, **common)
     if not getattr(tok, "is_fast", False):
         raise ModelNotFoundError(f"VLM {vlm!r}: a fast tokenizer (tokenizer.json) is required for word offsets")
-    for m in (blip, sam_model):
-        if m is None:
-            continue
-        m.eval()
-        m.requires_grad_(False)  # Grad-CAM takes gradients w.r.t. attention maps only, never parameters
-        m.to(device=dev, dtype=torch.float32)
-    # Mixed precision: only the two per-image encoders (nearly all the FLOPs) run in `dt`. The Grad-CAM
-    # path (BLIP text encoder + ITM head) stays fp32 because attention gradients underflow fp16, and
-    # SAM's small prompt decoder stays fp32 so mask boundaries do not move (tests/benchmark/test_bench.py).
-    blip.vision_model.to(dtype=dt)
-    if sam_model is not None:
-        sam_model.vision_encoder.to(dtype=dt)
-    return LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
+    apply_precision(blip, sam_model, dt, dev)
+    LOG.info("image encoders in %s (%s); Grad-CAM path and prompt decoder in fp32", dtype_name(dt),
+             dtype_choice(dtype, dev)[1])
+    models = LoadedModels(blip, blip_proc, tok, sam_model, sam_proc, vlm, sam, dev, dt)
+    backend = os.environ.get("ITERPRIME_ENCODER_BACKEND", "torch").strip().lower() or "torch"
+    if backend == "onnxruntime" and sam_model is not None:  # opt-in (models/onnx_encoder.py)
+        from .onnx_encoder import use_onnxruntime
+
+        use_onnxruntime(models)
+    elif backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"ITERPRIME_ENCODER_BACKEND must be 'torch' or 'onnxruntime', got {backend!r}")
+    return models
 
 
 ENC_TOKEN = "[ENC]"

@@ -85,8 +85,9 @@ class TrackerModel:
 
     @property
     def num_maskmem(self) -> int:
-        """Spatial memories attended per frame: the prompt frame(s) + the last ``num_maskmem - 1`` frames."""
-        return int(self.model.config.num_maskmem)
+        """Spatial memories attended per frame: the prompt frame(s) + the last ``num_maskmem - 1`` frames
+        (the published ``config.num_maskmem`` unless the ``memory_frames`` knob lowered it)."""
+        return int(getattr(self.model, "num_maskmem", self.model.config.num_maskmem))
 
     @property
     def max_object_pointers(self) -> int:
@@ -126,25 +127,90 @@ def family_of(model_id: str) -> str:
 
 
 def resolve_tracker_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """'auto' is fp32 on CPU and bf16 on CUDA (SAM 2's own inference precision); else as given."""
+    """'auto' is bf16 on CUDA with bf16 (SAM 2's own inference precision) and on CPUs with native bf16
+    (AVX512-BF16 / AMX: `loading.cpu_native_bf16`), else fp32; else as given (fp16 on a CPU without
+    native fp16 is refused, see `loading.dtype_choice`)."""
     if dtype in (None, "", "auto"):
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and core_models.cpu_native_bf16():
             return torch.bfloat16
         return torch.float32
     return core_models.resolve_dtype(dtype, device)
 
 
+#: smallest tracker input side; sides are multiples of this (Hiera: stride 4, three 2x poolings, and
+#: the first stage's 8x8 window positional embedding tiles the stride-4 map: S / 4 must divide by 8)
+INPUT_SIZE_STEP = 32
+#: input sides documented (and benchmarked) besides the published 1024
+DOCUMENTED_INPUT_SIZES = (512, 768, 1024)
+
+
+def check_knobs(config, image_size: int | None, memory_frames: int | None, *, step: int = INPUT_SIZE_STEP,
+                lowest: int = 256) -> tuple[int | None, int | None]:
+    """Validate the cost knobs against a tracker config; None / 0 = as published. Returns them normalised.
+
+    image_size: model input side S (a multiple of `INPUT_SIZE_STEP`, 256 .. 2048; the tiny test models
+        take multiples of 16 from 32).
+    memory_frames: spatial memories attended per frame, 1 .. the published ``num_maskmem`` (7 for
+        SAM 2.1): the prompt frame + the last ``memory_frames - 1`` tracked frames. The temporal
+        position table is the published one, so each kept memory is encoded as trained.
+    Raises ValueError with the allowed range.
+    """
+    size = int(image_size) if image_size else None
+    mem = int(memory_frames) if memory_frames else None
+    if size is not None and (size % step or not lowest <= size <= 2048):
+        raise ValueError(f"tracker input size must be a multiple of {step} in [{lowest}, 2048] "
+                         f"(documented: {', '.join(map(str, DOCUMENTED_INPUT_SIZES))}), got {image_size}")
+    top = int(config.num_maskmem)
+    if mem is not None and not 1 <= mem <= top:
+        raise ValueError(f"tracker memory_frames must be in [1, {top}] (this model's num_maskmem), got {memory_frames}")
+    if size == int(config.image_size):
+        size = None
+    if mem == top:
+        mem = None
+    return size, mem
+
+
+def sized_config(config, image_size: int):
+    """A copy of a `Sam2VideoConfig` / `EdgeTamVideoConfig` for input side `image_size`.
+
+    Every size-derived field follows S: the prompt encoder's and backbone's image size, the three
+    backbone feature maps (S/4, S/8, S/16) and the memory attention's RoPE grid (S/16). No weight
+    depends on S (Hiera's background position embedding is interpolated to the feature map), so the
+    published weights load unchanged; the results are those of the same model at another resolution.
+    """
+    import copy
+
+    cfg = copy.deepcopy(config)
+    s = int(image_size)
+    cfg.image_size = s
+    cfg.prompt_encoder_config.image_size = s
+    vc = cfg.vision_config
+    bb = getattr(vc, "backbone_config", None)
+    if bb is not None and hasattr(bb, "image_size"):
+        bb.image_size = [s, s]
+    vc.backbone_feature_sizes = [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]]
+    cfg.memory_attention_rope_feat_sizes = [s // 16, s // 16]
+    return cfg
+
+
 def load_tracker(model: str = DEFAULT_TRACKER, *, device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "auto", local_files_only: bool | None = None,
-                 cache_dir: str | None = None, seed: int = 0) -> TrackerModel:
+                 cache_dir: str | None = None, seed: int = 0, image_size: int | None = None,
+                 memory_frames: int | None = None) -> TrackerModel:
     """Load a tracker checkpoint (hub id or local directory) or build a tiny random one.
 
     Args:
         model: a `KNOWN_TRACKERS` id, a local directory written by `save_pretrained` / `download`,
             'tiny-random' (tiny Sam2VideoModel) or 'tiny-random-edgetam' (tiny EdgeTamVideoModel).
+        image_size, memory_frames: the cost knobs (`check_knobs`; None or 0 = as published: 1024 px,
+            7 memories for SAM 2.1). Per-frame cost grows with S^2 (image encoder) and S^2 x S^2 x
+            memories (memory attention); docs/tracking.md has the measured table.
     Raises:
         ModelNotFoundError: weights not available locally (the message gives the route that works).
         ImportError: an EdgeTAM checkpoint without a working `timm` (see `EDGETAM_TIMM_NOTE`).
+        ValueError: a knob out of range.
     """
     dev = core_models.resolve_device(device)
     dt = resolve_tracker_dtype(dtype, dev)
@@ -152,26 +218,48 @@ def load_tracker(model: str = DEFAULT_TRACKER, *, device: str | torch.device = "
     if model in TINY_TRACKERS:
         LOG.warning("Using tracker %r: a tiny RANDOMLY INITIALISED %s video model built in-process; its masks "
                     "and object scores are MEANINGLESS (plumbing tests only).", model, family)
-        net = build_tiny_tracker(family, seed)
-        geometry = FrameGeometry(TINY_IMAGE_SIZE)
+        config = tiny_tracker_config(family)
+        size, mem = check_knobs(config, image_size, memory_frames, step=16, lowest=32)
+        net = build_tiny_tracker(family, seed, image_size=size or TINY_IMAGE_SIZE)
+        geometry = FrameGeometry(size or TINY_IMAGE_SIZE)
     else:
         cls = _model_class(family)
+        kw: dict = {}
+        if image_size or memory_frames:
+            config = core_models.load_pretrained(cls.config_class, "tracker", model, local_files_only=local_files_only,
+                                                 cache_dir=cache_dir)
+            size, mem = check_knobs(config, image_size, memory_frames)
+            if size:
+                kw["config"] = sized_config(config, size)
+        else:
+            size, mem = None, None
         try:
             net = core_models.load_pretrained(cls, "tracker", model, local_files_only=local_files_only,
-                                              cache_dir=cache_dir)
+                                              cache_dir=cache_dir, **kw)
         except ImportError as exc:
             if family == EDGETAM:
                 raise ImportError(f"tracker {model!r}: {EDGETAM_TIMM_NOTE} ({exc})") from exc
             raise
         geometry = _geometry_from_files(model, int(net.config.image_size), cache_dir)
-    return _finish(net, family, model, geometry, dev, dt)
+        if size:
+            geometry = FrameGeometry(size, geometry.mean, geometry.std)
+    tm = _finish(net, family, model, geometry, dev, dt, mem)
+    if os.environ.get("ITERPRIME_ENCODER_BACKEND", "").strip().lower() == "onnxruntime":  # opt-in
+        from .onnx_encoder import use_onnxruntime_tracker
+
+        use_onnxruntime_tracker(tm)
+    return tm
 
 
 def _finish(net, family: str, model_id: str, geometry: FrameGeometry, dev: torch.device,
-            dt: torch.dtype) -> TrackerModel:
+            dt: torch.dtype, memory_frames: int | None = None) -> TrackerModel:
     net.eval()
     net.requires_grad_(False)
     net.to(device=dev, dtype=dt)
+    if memory_frames:
+        # the model reads memories at offsets 1 .. num_maskmem - 1 (an instance attribute; the temporal
+        # position table keeps its published rows, so each kept memory is encoded as trained)
+        net.num_maskmem = int(memory_frames)
     return TrackerModel(net, family, model_id, geometry, dev, dt)
 
 
@@ -259,9 +347,9 @@ def tiny_tracker_config(family: str = SAM2, image_size: int = TINY_IMAGE_SIZE):
     return Sam2VideoConfig(**common, memory_attention_feed_forward_hidden_size=64)
 
 
-def build_tiny_tracker(family: str = SAM2, seed: int = 0):
+def build_tiny_tracker(family: str = SAM2, seed: int = 0, image_size: int = TINY_IMAGE_SIZE):
     """Tiny randomly initialised `Sam2VideoModel` / `EdgeTamVideoModel` (seeded, no files), eval mode."""
-    config = tiny_tracker_config(family)
+    config = tiny_tracker_config(family, image_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)
         net = _model_class(family)(config)
@@ -325,13 +413,18 @@ def published_config(name: str):
 
 
 def build_random_tracker(name: str = "sam2.1-hiera-tiny", *, device: str | torch.device = "cpu",
-                         dtype: str | torch.dtype = "auto", seed: int = 0) -> TrackerModel:
+                         dtype: str | torch.dtype = "auto", seed: int = 0, image_size: int | None = None,
+                         memory_frames: int | None = None) -> TrackerModel:
     """A full-size published architecture with random weights (cost measurements only, e.g. `bench`).
 
+    image_size / memory_frames: the cost knobs, as in `load_tracker`.
     Raises:
         ImportError: for EdgeTAM without a working `timm` (see `EDGETAM_TIMM_NOTE`).
     """
     config = published_config(name)
+    size, mem = check_knobs(config, image_size, memory_frames)
+    if size:
+        config = sized_config(config, size)
     family, hub_id = PUBLISHED[name.split("/")[-1]]
     dev = core_models.resolve_device(device)
     with torch.random.fork_rng(devices=[]):
@@ -342,4 +435,4 @@ def build_random_tracker(name: str = "sam2.1-hiera-tiny", *, device: str | torch
             raise ImportError(f"{name}: {EDGETAM_TIMM_NOTE} ({exc})") from exc
     LOG.warning("tracker %s built with RANDOM weights (timing only, outputs meaningless)", hub_id)
     return _finish(net, family, f"random:{hub_id}", FrameGeometry(int(config.image_size)), dev,
-                   resolve_tracker_dtype(dtype, dev))
+                   resolve_tracker_dtype(dtype, dev), mem)

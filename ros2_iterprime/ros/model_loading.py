@@ -40,19 +40,23 @@ def load_segmenter_for(setting: Callable[[str], Any], logger):
 
 def load_tracker_for(setting: Callable[[str], Any], logger):
     """The tracker model for mode track (None: share the segmenter's SAM 2.1 proposal model)."""
-    from ..models.trackers import load_tracker
-
     from ..models.mask2former import is_mask2former
+    from ..models.trackers import load_tracker
 
     tm, pm = setting("tracker_model").strip(), setting("proposals_model")
     if pm != "sam" and not is_mask2former(pm) and tm in ("", pm):  # a Mask2Former is no video model
         logger.info(f"tracker: sharing the proposal model {quote(pm)} (one image encoding per grounding frame)")
+        if setting("tracker_image_size") or setting("tracker_memory_frames"):
+            logger.warning("tracker_image_size / tracker_memory_frames are not applied to a shared proposal model "
+                           "(they would change the grounding's proposals too); set tracker_model to load its own")
         return None
     tid = tracker_id(tm, setting("model"))
     logger.info(f"loading tracker {quote(tid)} ...")
     t0 = time.perf_counter()
     kw = {"local_files_only": True} if setting("local_files_only") else {}
-    model = load_tracker(tid, device=setting("device"), dtype=setting("dtype"), **kw)
+    model = load_tracker(tid, device=setting("device"), dtype=setting("dtype"),
+                         image_size=setting("tracker_image_size") or None,
+                         memory_frames=setting("tracker_memory_frames") or None, **kw)
     logger.info(f"tracker {quote(tid)} loaded in {time.perf_counter() - t0:.2f} s")
     return model
 

@@ -72,7 +72,9 @@ PARAMETERS: dict[str, ParamSpec] = {
     "sam": ParamSpec("", "Override of the SAM model id or local directory ('' = from `model`).", read_only=True),
     "device": ParamSpec("auto", "torch device: 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...",
                         read_only=True),
-    "dtype": ParamSpec("auto", "torch dtype of the image encoders: 'auto', 'float32', 'float16', 'bfloat16'.",
+    "dtype": ParamSpec("auto", "torch dtype of the image encoders and the tracker: 'auto' (float16 on CUDA, bfloat16 "
+                       "on CPUs with AVX512-BF16 / AMX, else float32), 'float32', 'float16' (refused on a CPU "
+                       "without fp16 arithmetic), 'bfloat16'. Grad-CAM always runs in float32.",
                        read_only=True, choices=DTYPES),
     "local_files_only": ParamSpec(False, "Never contact the model hub at configure (also: HF_HUB_OFFLINE=1).",
                                   read_only=True),
@@ -100,6 +102,14 @@ PARAMETERS: dict[str, ParamSpec] = {
     "tracker_model": ParamSpec("", "mode track: SAM 2.1 / EdgeTAM video model id or local dir; '' = by model profile "
                                "(default: facebook/sam2.1-hiera-tiny, large: facebook/sam2.1-hiera-base-plus, "
                                "tiny-random: tiny-random). Read at configure / first use.", read_only=True),
+    "tracker_image_size": ParamSpec(0, "mode track: tracker input side in px (cost knob; docs/tracking.md): 0 = as "
+                                    "published (1024 for SAM 2.1), else a multiple of 32 from 256 (documented: 512, "
+                                    "768, 1024; the tiny test models take multiples of 16 from 32). Smaller is faster "
+                                    "and coarser. Read at configure / first use.", read_only=True, int_range=(0, 2048)),
+    "tracker_memory_frames": ParamSpec(0, "mode track: memories the tracker attends per frame (cost knob; "
+                                       "docs/tracking.md): 0 = as published (7 for SAM 2.1), else 1 .. that number "
+                                       "(the prompt frame + the last N-1 frames). Read at configure / first use.",
+                                       read_only=True, int_range=(0, 64)),
     "proposals_model": ParamSpec("sam", "Grounding's proposal network: 'sam' (SAM v1, the `sam` model), a SAM 2.1 / "
                                  "EdgeTAM id (shares the image encoder with the tracker when tracker_model is the same "
                                  "model), or 'mask2former' (the paper's: Mask2Former Swin-L COCO panoptic, all query "
@@ -183,6 +193,8 @@ def check_value(name: str, value: Any) -> str | None:
         return f"{name} must be in [{spec.float_range[0]:g}, {spec.float_range[1]:g}], got {value:g}"
     if spec.choices is not None and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if name == "tracker_image_size" and value and (value % 16 or value < 32):
+        return f"tracker_image_size must be 0 (published) or a multiple of 32 from 256 (tiny models: 16 from 32), got {value}"
     if name == "voxel_size" and 0 < value < MIN_VOXEL_SIZE:  # the cloud's own rule (pointcloud.CloudParams)
         return f"voxel_size must be 0 (off) or >= {MIN_VOXEL_SIZE:g} m, got {value:g}"
     return None

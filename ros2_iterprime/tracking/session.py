@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..models.loading import to_device
 from ..models.trackers import TrackerModel
 
 #: the session tracks one object, under this client-side id
@@ -151,7 +152,7 @@ class StreamingSession:
     @torch.inference_mode()
     def _run(self, rgb: np.ndarray, idx: int) -> FrameOutput:
         t0 = time.perf_counter()
-        pixels = self.tracker.geometry.frame_to_pixels(rgb).to(self.tracker.device, self.tracker.dtype)
+        pixels = to_device(self.tracker.geometry.frame_to_pixels(rgb), self.tracker.device, self.tracker.dtype)
         t1 = time.perf_counter()
         out = self.tracker.model(inference_session=self._session, frame_idx=idx, frame=pixels)
         t2 = time.perf_counter()

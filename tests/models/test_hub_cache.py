@@ -291,6 +291,32 @@ def test_load_tracker_reads_the_cached_hub_id_offline(hub, offline, caplog):
     assert out.mask.shape == block_frame(1).shape[:2] and np.isfinite(out.object_score)
 
 
+def test_load_tracker_cost_knobs_on_the_cached_hub_id(hub, offline):
+    """The real loading path with the cost knobs: the published weights under a sized config."""
+    from tracking_helpers import block_frame, red_mask
+
+    from ros2_iterprime.tracking import StreamingSession, load_tracker
+
+    published = load_tracker(hf.SAM21_REPO, cache_dir=str(hub.hub), device="cpu", dtype="fp32")
+    tm = load_tracker(hf.SAM21_REPO, cache_dir=str(hub.hub), device="cpu", dtype="fp32", image_size=512,
+                      memory_frames=3)
+    assert tm.geometry.size == 512 and tm.model.config.image_size == 512 and tm.num_maskmem == 3
+    assert tm.geometry.mean == published.geometry.mean  # normalisation still from the checkpoint's files
+    for name, p in published.model.state_dict().items():  # same weights, every one
+        assert torch.equal(p, tm.model.state_dict()[name]), name
+    with pytest.raises(ValueError, match="multiple of 32"):
+        load_tracker(hf.SAM21_REPO, cache_dir=str(hub.hub), device="cpu", image_size=500)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sess = StreamingSession(tm)
+        sess.seed(block_frame(0), red_mask(block_frame(0)))
+        out = sess.track(block_frame(1))
+    finally:
+        torch.set_num_threads(n)
+    assert out.mask.shape == block_frame(1).shape[:2] and np.isfinite(out.object_score)
+
+
 def test_download_to_dir_exports_a_loadable_tracker(hub, offline, tmp_path, capsys):
     from ros2_iterprime.cli import main as cli
     from ros2_iterprime.tracking import load_tracker

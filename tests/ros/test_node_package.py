@@ -165,3 +165,17 @@ def test_parameter_rules_match_the_library():
     assert "voxel_size" in check_value("voxel_size", MIN_VOXEL_SIZE / 2)
     CloudParams(voxel_size=0.005)  # what the node accepts, the library accepts
     assert check_value("alpha", float("nan")) and check_value("no_such", 1) and check_value("mode", "track") is None
+
+
+def test_tracker_cost_knob_parameters():
+    from ros2_iterprime.ros.parameters import PARAMETERS, check_value
+
+    for name in ("tracker_image_size", "tracker_memory_frames"):
+        spec = PARAMETERS[name]
+        assert spec.default == 0 and spec.read_only and "docs/tracking.md" in spec.description
+    assert check_value("tracker_image_size", 0) is None and check_value("tracker_image_size", 512) is None
+    assert check_value("tracker_image_size", 96) is None  # tiny models; full-size ones refuse it at load
+    assert "multiple of 32" in check_value("tracker_image_size", 500)
+    assert "[0, 2048]" in check_value("tracker_image_size", 4096)
+    assert check_value("tracker_memory_frames", 3) is None and "[0, 64]" in check_value("tracker_memory_frames", -1)
+    assert "must be a int" in check_value("tracker_memory_frames", "7")
