@@ -30,7 +30,7 @@ def test_tracker_is_never_shared_with_a_mask2former():
             self.lines.append(text)
 
     settings = {"tracker_model": "", "proposals_model": "mask2former", "model": "tiny-random", "device": "cpu",
-                "dtype": "auto", "local_files_only": False}
+                "dtype": "auto", "local_files_only": False, "tracker_image_size": 0, "tracker_memory_frames": 0}
     log = Log()
     tm = load_tracker_for(settings.__getitem__, log)
     assert tm is not None and tm.model_id == "tiny-random"
