@@ -76,7 +76,7 @@ class SensorInput:
             self.log.warning("invalid_depth",
                              f"skipping depth image on {self.node.resolve_topic_name('depth')}: {exc}")
             return
-        self.depth_sync.add_depth(DepthFrame(msg.header, depth, stamp_ns(msg.header)))
+        self.depth_sync.add_depth(DepthFrame(msg.header, depth, stamp_ns(msg.header), self.node.now_ns()))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -86,4 +86,4 @@ class SensorInput:
             self.log.warning("invalid_camera_info",
                              f"skipping camera_info on {self.node.resolve_topic_name('camera_info')}: {exc}")
             return
-        self.depth_sync.add_info(stamp_ns(msg.header), intr)
+        self.depth_sync.add_info(stamp_ns(msg.header), intr, self.node.now_ns())
