@@ -31,4 +31,7 @@ fi
 if [ -x scripts/build_interfaces.sh ]; then
   bash scripts/build_interfaces.sh
 fi
+if [ -f scripts/build_tf2_msgs.sh ]; then  # pip route: tf2_msgs/TFMessage for the /tf listener
+  bash scripts/build_tf2_msgs.sh
+fi
 echo "[setup] done: . $venv/bin/activate"
