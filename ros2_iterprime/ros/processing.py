@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import InvalidInputError, IterPrimeError, NoImageError
 from ..geometry.camera import PinholeIntrinsics
-from ..geometry.target import Target3DParams, target_3d
+from ..geometry.target import Target3DParams
+from ..messages.outputs import attach_3d, camera_model_note, classify
 from . import outputs as out
 from .inputs import DepthSource, Frame
 
@@ -135,30 +136,13 @@ class Processor:
 
     def classify(self, result) -> tuple[str, str]:
         """(status, message) of a grounding: ok, not_found or low_confidence (min_confidence)."""
-        if not result.found:
-            return out.NOT_FOUND, "no mask proposal passed the selection filters"
-        floor = float(self.setting("min_confidence"))
-        if result.confidence < floor:
-            return out.LOW_CONFIDENCE, f"confidence {result.confidence:.3f} < min_confidence {floor:g}"
-        return out.OK, ""
+        return classify(result, float(self.setting("min_confidence")))
 
     def target_params(self) -> Target3DParams:
         s = self.setting
         return Target3DParams(erosion_px=int(s("erosion_px")), min_depth=float(s("min_depth")),
                               max_depth=float(s("max_depth")), voxel_size=float(s("voxel_size")),
                               max_points=int(s("max_points")), min_points=int(s("min_depth_points")))
-
-    def camera_model_note(self, intrinsics: PinholeIntrinsics) -> str:
-        """Why the back-projection may be wrong for this CameraInfo ('' when it looks rectified)."""
-        if self.setting("images_rectified"):
-            return ""
-        why = [w for w, bad in (("non-zero distortion D", intrinsics.has_distortion),
-                                ("K different from P", intrinsics.k_differs_from_p)) if bad]
-        if not why:
-            return ""
-        return (f"CameraInfo has {' and '.join(why)}: 3-D assumes rectified images (fx, fy, cx, cy from P); if "
-                f"'image'/'depth' are unrectified (image_raw), points carry the lens error: use the rectified "
-                f"streams, or set images_rectified:=true when they are rectified already")
 
     def add_3d(self, o: out.Outcome, frame: Frame, depth_source: DepthSource | None, target_frame: str = "") -> None:
         """The cleaned cloud, centroid and box of a found target (and in ``target_frame``), or why not.
@@ -176,35 +160,10 @@ class Processor:
         if intrinsics is None:
             o.depth_message = "no valid CameraInfo received"
             return
-        colour_frame = str(getattr(frame.header, "frame_id", "") or "")
-        depth_frame = str(getattr(depth.header, "frame_id", "") or "")
-        if colour_frame and depth_frame and colour_frame != depth_frame:
-            o.depth_message = (f"depth image frame {depth_frame!r} differs from the colour image frame "
-                               f"{colour_frame!r}: the depth is not registered to the colour image, so no 3-D "
-                               f"output (use a registered stream, e.g. aligned_depth_to_color/image_raw)")
-            if self.warn is not None:
-                self.warn("depth_frame", o.depth_message)
-            return
-        note = self.camera_model_note(intrinsics)
+        note = camera_model_note(intrinsics, bool(self.setting("images_rectified")))
         if note and self.warn is not None:
             self.warn("camera_model", note)
-        try:
-            t = target_3d(o.result.mask, frame.rgb, depth.depth_m, intrinsics, self.target_params())
-        except Exception as exc:  # InvalidGeometryError (unregistered depth, ...) or anything unexpected
-            o.depth_message = f"3-D failed: {type(exc).__name__}: {str(exc)[:200]}"
-            return
-        o.intrinsics = intrinsics
-        if not t.ok:
-            o.depth_message = t.reason + (f"; {note}" if note else "")
-            return
-        o.depth_message = note
-        o.target = t
-        o.point = out.finite_or_none(t.centroid_point())
-        if target_frame and self.to_target_frame is not None:
-            try:
-                tf, reason = self.to_target_frame(target_frame, frame.header)
-                if tf is not None:
-                    o.target_in_frame = t.transformed(tf)
-            except Exception as exc:  # a TF failure never costs the optical-frame result
-                tf, reason = None, f"transform to {target_frame} failed: {type(exc).__name__}: {str(exc)[:200]}"
-            o.target_message = reason  # why not, or a note such as "latest transform used", or ""
+        attach_3d(o, frame.rgb, depth.depth_m, str(getattr(depth.header, "frame_id", "") or ""), intrinsics,
+                  self.target_params(), target_frame, self.to_target_frame, note)
+        if o.depth_message.startswith("depth image frame") and self.warn is not None:
+            self.warn("depth_frame", o.depth_message)

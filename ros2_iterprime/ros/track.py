@@ -17,24 +17,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..errors import InvalidInputError
+from ..messages.outputs import track_status
 from ..results import SegmentationResult
+from ..tracking.tracker import TRACKERS_BY_PROFILE, tracker_id  # noqa: F401 (re-exported)
 from . import outputs as out
 from .inputs import DepthSource, Frame
 from .processing import Processor, _is_oom, free_accelerator_memory
 
 __all__ = ["TRACKERS_BY_PROFILE", "TrackRunner", "tracker_id"]
 
-#: tracker_model '' follows the model profile
-TRACKERS_BY_PROFILE = {"default": "facebook/sam2.1-hiera-tiny", "large": "facebook/sam2.1-hiera-base-plus",
-                       "tiny-random": "tiny-random"}
-
-
-def tracker_id(tracker_model: str, profile: str) -> str:
-    """The tracker to load: the parameter when set, else the one that goes with the model profile."""
-    return tracker_model.strip() or TRACKERS_BY_PROFILE.get(profile, TRACKERS_BY_PROFILE["default"])
 
 
 class TrackRunner:
@@ -63,7 +55,7 @@ class TrackRunner:
         """Build the tracker (loading its model) if not done yet; raises what loading raises."""
         if self.tracker is not None:
             return
-        from ..tracking import ReferringTracker, RegroundPolicy, RegroundSettings
+        from ..tracking import ReferringTracker, RegroundPolicy
 
         try:
             model = self._load()
@@ -148,28 +140,9 @@ class TrackRunner:
         if g is not None and (tr.source != "tracking" or g.found):
             self._grounding = g
             self._grounding_status = proc.classify(g)
-        base = self._grounding
         size = (int(frame.rgb.shape[1]), int(frame.rgb.shape[0]))
-        if tr.source == "grounding" and g is not None and not tr.lost and self._grounding_status[0] == out.OK:
-            status, message, result = out.OK, "", g
-        elif tr.source == "grounding" and g is not None:
-            status, message = self._grounding_status
-            if status == out.OK:  # found, yet the tracker could not take the mask
-                status, message = out.LOST, "the grounding's mask did not seed a track"
-            result = g  # its mask is the fallback guess: the outputs never publish it as the target
-        elif base is not None and self._grounding_status[0] == out.LOW_CONFIDENCE:
-            status, message = self._grounding_status  # a track seeded by a low-confidence grounding
-            result = self._as_result(tr, base, frame)
-        elif tr.lost:
-            status = out.LOST
-            message = ("no track: the last grounding found nothing; re-grounding after lost_frames"
-                       if tr.source == "none" else
-                       (f"object score {tr.object_score:.2f} < lost_threshold {float(self.setting('lost_threshold')):g}"
-                        if tr.object_score is not None and tr.object_score < float(self.setting("lost_threshold"))
-                        else "the tracked mask is empty"))
-            result = self._as_result(tr, base, frame)
-        else:
-            status, message, result = out.OK, "", self._as_result(tr, base, frame)
+        status, message, result = track_status(tr, self._grounding, self._grounding_status,
+                                               float(self.setting("lost_threshold")))
         o = out.Outcome(frame.header, tr.expression, status, message, result, None, seconds,
                         proc.latency(frame, seconds), dropped, size)
         target_frame = str(self.setting("target_frame"))  # read once per job: label and transform agree
@@ -182,15 +155,3 @@ class TrackRunner:
         if status == out.OK:
             proc.add_3d(o, frame, depth, target_frame)
         return o
-
-    @staticmethod
-    def _as_result(tr, base: SegmentationResult | None, frame: Frame) -> SegmentationResult:
-        """A tracked frame as a SegmentationResult: the tracker's mask, the grounding's words and scores."""
-        return SegmentationResult(
-            expression=tr.expression, mask=tr.mask, score=float(base.score) if base is not None else 0.0,
-            bbox=tr.bbox, centroid=tr.centroid, heatmap=np.zeros((0, 0), np.float32),  # no Grad-CAM on this frame
-            primary_word=base.primary_word if base is not None else None,
-            kept_tokens=list(base.kept_tokens) if base is not None else [],
-            rounds=base.rounds if base is not None else 0,
-            match_probs=list(base.match_probs) if base is not None else [],
-            found=not tr.lost, timings=dict(tr.timings))

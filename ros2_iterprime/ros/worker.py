@@ -26,12 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..messages.outputs import FRAME_TOO_OLD, NO_FRAME  # answered by the scheduler itself
 from .inputs import Frame
 
-__all__ = ["Job", "Scheduler", "Worker"]
-
-NO_FRAME = "no_frame"
-FRAME_TOO_OLD = "frame_too_old"
+__all__ = ["FRAME_TOO_OLD", "NO_FRAME", "Job", "Scheduler", "Worker"]
 
 
 @dataclass

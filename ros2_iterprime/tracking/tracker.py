@@ -45,6 +45,16 @@ from .session import StreamingSession
 
 LOG = logging.getLogger(__name__)
 
+#: the tracker that goes with each model profile (node parameter tracker_model '', `bag --track`)
+TRACKERS_BY_PROFILE = {"default": "facebook/sam2.1-hiera-tiny", "large": "facebook/sam2.1-hiera-base-plus",
+                       "tiny-random": "tiny-random"}
+
+
+def tracker_id(tracker_model: str, profile: str) -> str:
+    """The tracker to load: ``tracker_model`` when set, else the one that goes with the model profile."""
+    return tracker_model.strip() or TRACKERS_BY_PROFILE.get(profile, TRACKERS_BY_PROFILE["default"])
+
+
 GROUNDING = "grounding"
 TRACKING = "tracking"
 NONE = "none"
