@@ -77,7 +77,15 @@ def main(args=None) -> int:
     if quiet.fired:
         quiet.restore()
         return 130
-    rclpy.init(args=args)
+    # rclpy handles SIGTERM only: a SIGINT handled by rclpy shuts the context down at once, so a Ctrl-C
+    # while the node is being built or configured made every later rcl call fail with tracebacks
+    # ("context is invalid"); with _QuietInterrupt the start-up stops cleanly and exits 130
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
+    except ImportError:  # pragma: no cover - rclpy without signal options
+        rclpy.init(args=args)
     node = executor = None
     try:
         try:
@@ -85,6 +93,12 @@ def main(args=None) -> int:
         except StartupError as exc:
             _log_fatal(f"cannot start: {exc}")
             return 1
+        except Exception:
+            if quiet.fired or not rclpy.ok():
+                return 130  # Ctrl-C / SIGTERM while the node was being built
+            raise
+        if quiet.fired:
+            return 130
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         if node.setting("autostart"):
@@ -93,13 +107,15 @@ def main(args=None) -> int:
                 configured = node.trigger_configure() == SUCCESS and not quiet.fired
             except KeyboardInterrupt:
                 return 130
-            if quiet.fired:
+            if quiet.fired or not rclpy.ok():
                 return 130
             if not configured:
                 _log_fatal(node.configure_error or "configure failed")
                 return 1
             node.autostarting = False
             if node.trigger_activate() != SUCCESS:
+                if quiet.fired or not rclpy.ok():
+                    return 130
                 _log_fatal("activate failed")
                 return 1
         else:

@@ -332,6 +332,8 @@ class IterPrimeNode(LifecycleNode):
         self.output_topics.publish(outcome, job.frame)
 
     def _on_worker_error(self, exc: BaseException) -> None:
+        if not self.context.ok():  # shutting down (Ctrl-C): publishing fails by design, nothing to report
+            return
         self.stats.error(f"{type(exc).__name__}: {exc}")
         self.log.error("worker", f"unexpected error while processing a frame: {type(exc).__name__}: {exc}")
 

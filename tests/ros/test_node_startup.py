@@ -29,7 +29,7 @@ def _spawn(extra_env=None, params=("model:=tiny-random",)):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(rh.ROOT))
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 2.0, 3.0, 5.0])
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 6.0])
 def test_ctrl_c_during_start_up_is_quiet(delay):
     p = _spawn()
     time.sleep(delay)

@@ -151,3 +151,22 @@ def test_a_fixed_depth_without_camera_info_says_so():
     proc = Processor(BoxSegmenter(log), settings().__getitem__, clock)
     o = proc.run(frame(), "the box", FixedDepth(None, None))
     assert o.point is None and "sync_slop" in o.depth_message
+
+
+def test_input_warnings_reach_diagnostics():
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from ros2_iterprime.ros.diagnostics import NodeStats, diagnostic_status
+
+    clock = [100.0]
+    stats = NodeStats(clock=lambda: clock[0])
+    kw = dict(state="active", model="m", device="cpu", mode="on_command", expression=None, model_loaded=True,
+              configure_error=None)
+    assert diagnostic_status("n", stats=stats, **kw).level == DiagnosticStatus.OK
+    stats.note("camera_model", "CameraInfo has non-zero distortion D: ...")
+    st = diagnostic_status("n", stats=stats, **kw)
+    values = {v.key: v.value for v in st.values}
+    assert st.level == DiagnosticStatus.WARN and "camera_model" in st.message
+    assert values["warning.camera_model"].startswith("CameraInfo has non-zero distortion D")
+    clock[0] += 31.0  # not seen for 30 s: the condition is gone
+    assert diagnostic_status("n", stats=stats, **kw).level == DiagnosticStatus.OK
