@@ -8,7 +8,8 @@
 `start` runs the full IteRPrimE pipeline (`ReferringSegmenter.set_image` + `segment`) on its frame;
 when it finds the object (``found``), the selected mask (original resolution) seeds a streaming
 SAM 2 / EdgeTAM session as a mask prompt on that frame. A fallback mask (``found`` False) never seeds
-the tracker: the result is reported as lost, with no track. `update` then costs one tracker step per
+the tracker: for a new expression the result is reported as lost, with no track; a lost or periodic
+re-grounding that finds nothing keeps the running track (it says nothing against it). `update` then costs one tracker step per
 frame (image encoder + memory attention + mask decoder + memory encoder), and a `RegroundPolicy`
 decides when to ground again (new expression, object lost for N frames, period).
 
