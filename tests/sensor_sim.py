@@ -3,7 +3,7 @@
 What it simulates (all of it configurable in :class:`SimConfig`):
 
 - a robot base moving in ``odom`` (back and forth along x while yawing, period ``period_s``), TF
-  ``odom -> base_link`` at ``tf_hz`` (50 Hz by default; 50-100 Hz) on /tf, ``base_link -> camera optical frame`` static on
+  ``odom -> base_link`` at ``tf_hz`` (100 Hz by default; 50-100 Hz) on /tf, ``base_link -> camera optical frame`` static on
   /tf_static;
 - a colour camera at ``colour_hz`` (30 Hz) looking at a 0.20 x 0.12 x 0.15 m red box on a grey table,
   stamped at capture time and published ``colour_delay`` later, with its CameraInfo;
@@ -54,7 +54,7 @@ class SimConfig:
     height: int = 240
     colour_hz: float = 30.0
     depth_hz: float = 30.0
-    tf_hz: float = 50.0
+    tf_hz: float = 100.0
     colour_delay: float = 0.002
     depth_delay: tuple[float, float] = (0.005, 0.040)
     period_s: float = 2.0

@@ -99,3 +99,13 @@ def test_slerp_endpoints_and_midpoint():
     assert np.allclose(slerp(yaw(0), yaw(90), 0.0), yaw(0))
     assert np.allclose(slerp(yaw(0), yaw(90), 1.0), yaw(90))
     assert np.allclose(slerp(yaw(0), yaw(90), 0.5), yaw(45))
+
+
+def test_a_gap_of_lost_samples_is_refused_not_interpolated():
+    buf = TransformBuffer(10.0)
+    for i in list(range(0, 11)) + list(range(30, 41)):  # 10 Hz, samples 1.1 .. 2.9 s lost
+        buf.set_transform("odom", "base_link", int(i / 10 * S), base_at(i / 10))
+    assert buf.lookup("odom", "base_link", int(0.55 * S)).allclose(
+        RigidTransform([0.55, 0, 0], buf.lookup("odom", "base_link", int(0.55 * S)).rotation), 1e-9)
+    with pytest.raises(TransformLookupError, match="lost"):
+        buf.lookup("odom", "base_link", int(2.0 * S))

@@ -1,5 +1,5 @@
 """`ros2_iterprime bag` (ros2_iterprime/replay): recordings written by the sensor simulator (tests/sensor_sim.py:
-moving camera, depth recorded 5-40 ms after its colour frame, TF at 50 Hz) replayed offline with rosbags,
+moving camera, depth recorded 5-40 ms after its colour frame, TF at 100 Hz) replayed offline with rosbags,
 no ROS involved. Checked frame by frame against the simulator's ground truth at each output's stamp."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real sensor timing through the real node over DDS (issue 14), driven by tests/sensor_sim.py.
 
-The rig: a robot moving in odom (TF odom -> base_link at 50 Hz, the camera on /tf_static), colour at
+The rig: a robot moving in odom (TF odom -> base_link at 100 Hz, the camera on /tf_static), colour at
 30 Hz, depth at 30 or 15 Hz arriving 5-40 ms AFTER its colour frame, CameraInfo; the node is the real
 `iterprime_node` with a model stand-in that finds the red box after a set time (tests/sim_node.py).
 Checked frame by frame against the ray-cast ground truth of each result's own stamp:
@@ -233,9 +233,19 @@ def test_pose_in_target_frame_is_the_one_at_the_image_stamp_while_the_camera_mov
     finally:
         _finish(node, c, rig)
     assert len(results) >= 4
+    valid = 0
     for r in results:
         assert r["target_frame"] == "odom"
+        if not r["depth_used"]:  # its depth reached a starved node too late
+            assert "sync_slop" in r["depth_message"], r["depth_message"]
+            continue
+        if not r["target_valid"]:
+            # a node starved of CPU loses /tf samples: it must say so, never interpolate across the gap
+            assert r["target_message"] and r["box_target"] is None, r
+            continue
         _pose_checks(rig.sim, r)
+        valid += 1
+    assert valid >= 0.5 * len(results), f"only {valid} of {len(results)} results had the transform"
 
 
 def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
