@@ -106,6 +106,8 @@ class DepthClaim:
         self.wait_s = max(0.0, float(wait_s))
         self.depths: list[DepthFrame] = []
         self.infos: list[tuple[int, PinholeIntrinsics]] = []
+        #: time of the newest depth received by the end of :meth:`get` (None: no depth at all yet)
+        self.newest_seen: int | None = None
 
     def time_of(self, d: DepthFrame) -> int:
         return d.received_ns if self.by_arrival else d.stamp_ns
@@ -135,6 +137,19 @@ class DepthClaim:
 
     def release(self) -> None:
         self._sync._release(self)
+
+    def missing_reason(self) -> str:
+        """Why :meth:`get` found no depth: its own had not arrived yet (a late depth stream, a starved
+        node), or the stream has no image within the slop of this frame (e.g. 15 Hz depth, 30 Hz colour)."""
+        slop = f"no depth image within sync_slop ({self.slop_ns / 1e9:g} s) of the colour image"
+        what = "arrival" if self.by_arrival else "stamp"
+        if self.newest_seen is None:
+            return f"{slop}: no depth image received yet"
+        dt = (self.newest_seen - self.t) / 1e9
+        if dt < 0:
+            return (f"{slop}: none with a {what} at or after the image's had arrived {self.wait_s:g} s after the "
+                    f"model finished (the newest was {-dt:.3f} s older: the depth stream is late)")
+        return f"{slop}: the depth stream has none that close (the newest depth is {dt:.3f} s after the image)"
 
 
 class DepthSync:
@@ -190,6 +205,7 @@ class DepthSync:
                     break
                 self._cond.wait(left)
             best = min(c.depths, key=lambda d: (abs(c.time_of(d) - c.t), -c.time_of(d)), default=None)
+            c.newest_seen = max((c.time_of(d) for d in (*self._depths, *c.depths)), default=None)
             if best is None:
                 return None, None
             t_best = c.time_of(best)

@@ -154,8 +154,9 @@ class Processor:
             return
         depth, intrinsics = depth_source.get()
         if depth is None:
-            o.depth_message = (f"no depth image within sync_slop ({float(self.setting('sync_slop')):g} s) of the "
-                               f"colour image")
+            why = getattr(depth_source, "missing_reason", None)  # a claim says whether its depth was late
+            o.depth_message = why() if why is not None else (
+                f"no depth image within sync_slop ({float(self.setting('sync_slop')):g} s) of the colour image")
             return
         if intrinsics is None:
             o.depth_message = "no valid CameraInfo received"

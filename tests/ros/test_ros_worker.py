@@ -390,6 +390,25 @@ def test_a_claim_keeps_its_depth_through_a_long_model_run():
     assert len(claim.depths) <= 8
 
 
+def test_a_missing_depth_says_whether_it_was_late_or_absent():
+    """No depth in the window: the reason tells a late depth stream (its own had not arrived when the model
+    finished: a starved node, a slow driver) from a stream without one that close (15 Hz depth)."""
+    sync = DepthSync()
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get() == (None, None)
+    assert claim.missing_reason().endswith("no depth image received yet")
+    sync.add_depth(_depth(0.95))
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get()[0] is None
+    why = claim.missing_reason()
+    assert "sync_slop (0.02 s)" in why and "had arrived" in why and "0.050 s older" in why and "late" in why
+    sync.add_depth(_depth(1.0667))  # 15 Hz: the next depth image is 67 ms after this colour frame
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get()[0] is None
+    why = claim.missing_reason()
+    assert "none that close" in why and "0.067 s after" in why and "late" not in why
+
+
 def test_track_mode_has_its_own_rate_cap():
     sch, clock, settings = make("track", rate=2.0)
     sch.put_expression("cup")
