@@ -39,6 +39,7 @@ setup(
         "pycocotools>=2.0.7",
         "tqdm>=4.66",
         "psutil>=5.9",
+        "rosbags>=0.11,<0.12",  # `ros2_iterprime bag` (rosbag2 replay without a ROS install)
     ],
     zip_safe=True,
     maintainer="ros2_iterprime maintainers",

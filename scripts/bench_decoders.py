@@ -11,7 +11,7 @@ compressed publisher does by default (JPEG quality 95, PNG level 3; compressed_i
 noise, as compressedDepth carries it). Every decoder that is importable decodes the same bytes; each
 result is checked against PIL's (identical for PNG; JPEG decoders may differ by IDCT rounding), and the
 median of --reps decodes is reported, with the package's own path (header checks + decode + conversion,
-`ros2_iterprime.compressed_image`) when it is importable. One process, one run: compare the ratios.
+`ros2_iterprime.messages.compressed`) when it is importable. One process, one run: compare the ratios.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def package_path():
     """The node's own decode path, when the package is importable."""
     try:
         sys.path.insert(0, str(ROOT))
-        from ros2_iterprime.compressed_image import decode_compressed, decode_compressed_depth
+        from ros2_iterprime.messages.compressed import decode_compressed, decode_compressed_depth
     except ImportError:
         return None
 
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
                 continue
             row[dec] = median_ms(fns[kind], data, args.reps)
         if own is not None:
-            row["ros2_iterprime.compressed_image (as the node uses it)"] = median_ms(
+            row["ros2_iterprime.messages.compressed (as the node uses it)"] = median_ms(
                 lambda d, n=name: own(n, d), data, args.reps)
         results[name] = row
     print(f"decode time per 640x480 frame, median of {args.reps} (ms); {platform.processor() or platform.machine()}, "

@@ -58,4 +58,7 @@ fi
 if [ -x scripts/build_interfaces.sh ]; then
   ITERPRIME_VENV="$venv" bash scripts/build_interfaces.sh
 fi
+if [ -f scripts/build_tf2_msgs.sh ]; then  # pip route: tf2_msgs/TFMessage for the /tf listener
+  ITERPRIME_VENV="$venv" bash scripts/build_tf2_msgs.sh
+fi
 echo "[setup] done (ROS 2 $distro): . $venv/bin/activate"

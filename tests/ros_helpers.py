@@ -81,7 +81,8 @@ class NodeProcess:
     """`iterprime_node --ros-args --params-file config/params.yaml -p model:=tiny-random -p ...`."""
 
     def __init__(self, domain_id: int, params: dict | None = None, remaps: dict | None = None,
-                 name: str = "iterprime", model: str = "tiny-random", env: dict | None = None):
+                 name: str = "iterprime", model: str = "tiny-random", env: dict | None = None,
+                 command: list[str] | None = None):
         self.domain_id = domain_id
         self.name = name
         self.tmp = tempfile.mkdtemp(prefix="iterprime_node_")
@@ -91,7 +92,7 @@ class NodeProcess:
             args += ["-p", f"{k}:={v}"]
         for k, v in (remaps or {}).items():
             args += ["-r", f"{k}:={v}"]
-        self.cmd = node_command() + args
+        self.cmd = (command or node_command()) + args  # command: e.g. tests/sim_node.py (a model stand-in)
         self._log = open(self.log_path, "w")
         penv = {**node_env(domain_id, self.tmp), **(env or {})}  # env: extra variables (e.g. HF_HOME)
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=penv, cwd=str(ROOT))

@@ -95,8 +95,9 @@ def _finite_normal(x: float) -> bool:
 class PinholeIntrinsics:
     """fx, fy, cx, cy in pixels, for an image of (width, height) (0 = unknown). Validated on creation.
 
-    ``has_distortion`` records that the CameraInfo had a non-zero D (the image must be rectified; the
-    distortion is not applied, see the module docstring).
+    ``has_distortion`` records that the CameraInfo had a non-zero D, ``k_differs_from_p`` that its K and
+    P name different fx, fy, cx, cy (as for a raw image whose rectification changes the camera): the
+    image must be rectified, the distortion is not applied (see the module docstring); the node warns.
     """
 
     fx: float
@@ -106,6 +107,7 @@ class PinholeIntrinsics:
     width: int = 0
     height: int = 0
     has_distortion: bool = False
+    k_differs_from_p: bool = False
 
     def __post_init__(self) -> None:
         for name in ("fx", "fy", "cx", "cy"):
@@ -139,6 +141,7 @@ class PinholeIntrinsics:
                 raise InvalidGeometryError(
                     f"intrinsics: {name}={c!r} is not a plausible principal point ({what}: finite, in [{lo}, {hi}])")
         object.__setattr__(self, "has_distortion", bool(self.has_distortion))
+        object.__setattr__(self, "k_differs_from_p", bool(self.k_differs_from_p))
 
     @classmethod
     def from_camera_info(cls, info: Any) -> "PinholeIntrinsics":
@@ -194,7 +197,8 @@ class PinholeIntrinsics:
         except (TypeError, ValueError):
             raise InvalidGeometryError("CameraInfo D is not numeric") from None
         has_distortion = bool(np.any(d != 0))  # NaN counts as non-zero: treated as "distorted"
-        return cls(float(fx), float(fy), float(cx), float(cy), width, height, has_distortion)
+        k_vs_p = bool(p.any() and k.any() and not np.allclose(k[[0, 4, 2, 5]], p[[0, 5, 2, 6]], rtol=1e-6, atol=1e-6))
+        return cls(float(fx), float(fy), float(cx), float(cy), width, height, has_distortion, k_vs_p)
 
     def scaled_to(self, width: int, height: int) -> "PinholeIntrinsics":
         """The same camera at another resolution (a depth image of a different size, binning).
@@ -202,12 +206,13 @@ class PinholeIntrinsics:
         Raises :class:`InvalidGeometryError` when the scaled camera is implausible (e.g. a 1-px high image).
         """
         if not self.width or not self.height or (self.width, self.height) == (width, height):
-            return PinholeIntrinsics(self.fx, self.fy, self.cx, self.cy, width, height, self.has_distortion)
+            return PinholeIntrinsics(self.fx, self.fy, self.cx, self.cy, width, height, self.has_distortion,
+                                     self.k_differs_from_p)
         sx, sy = width / self.width, height / self.height
         # pixel centres at integers: x' = (x + 0.5) * s - 0.5
         return PinholeIntrinsics(
             self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height,
-            self.has_distortion,
+            self.has_distortion, self.k_differs_from_p,
         )
 
     def as_matrix(self) -> np.ndarray:

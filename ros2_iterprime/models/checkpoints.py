@@ -323,10 +323,36 @@ def files_to_fetch(repo_files: list[str]) -> list[str]:
     return weights + sorted(support)
 
 
+def hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the model hub cannot be reached (name resolution or TCP connect to its endpoint), or None.
+
+    One quick check before a download: without it, huggingface_hub retries a failing request 5 times
+    with back-off (~30 s and five log lines on a machine without internet) before the one clear error.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"the model hub {constants.ENDPOINT} is unreachable ({type(exc).__name__}: {exc})"
+    return None
+
+
 def fetch(repo_id: str, cache_dir: str | os.PathLike | None = None) -> list[str]:
-    """Download the files `files_to_fetch` picks for `repo_id` into the model cache; returns them."""
+    """Download the files `files_to_fetch` picks for `repo_id` into the model cache; returns them.
+
+    Raises ConnectionError at once when the hub cannot be reached (:func:`hub_unreachable`).
+    """
     from huggingface_hub import HfApi, snapshot_download
 
+    why = hub_unreachable()
+    if why:
+        raise ConnectionError(why)
     repo_files = HfApi().list_repo_files(repo_id)
     wanted = files_to_fetch(repo_files)
     if not choose_weight_files(repo_files):

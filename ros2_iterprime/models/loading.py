@@ -363,6 +363,7 @@ def load_models(
         blip = load_pretrained(BlipForImageTextRetrieval, "vlm", vlm, attn_implementation="eager", **common)
         blip_proc = load_pretrained(BlipImageProcessorPil, "vlm", vlm, **common)
         tok = load_pretrained(AutoTokenizer, "vlm", vlm, use_fast=True, **common)
+    set_vision_layer_norm_eps(blip, BLIP_VISION_LAYER_NORM_EPS)  # the value BLIP was trained with
     if sam is None:
         sam_model, sam_proc = None, None
         LOG.info("SAM v1 not loaded (sam=None): proposals come from another model")
@@ -388,6 +389,25 @@ def load_models(
     elif backend not in ("torch", "onnxruntime"):
         raise ValueError(f"ITERPRIME_ENCODER_BACKEND must be 'torch' or 'onnxruntime', got {backend!r}")
     return models
+
+
+#: LayerNorm eps of BLIP's ViT as trained: the original code (salesforce/BLIP models/vit.py, LAVIS) builds
+#: every LayerNorm of the vision encoder with eps 1e-6; the hub config (and transformers' default) says
+#: 1e-5. The weights were trained with 1e-6, so that is what the loaded model uses (README, deviations).
+BLIP_VISION_LAYER_NORM_EPS = 1e-6
+
+
+def set_vision_layer_norm_eps(blip, eps: float) -> int:
+    """Set eps of every LayerNorm in BLIP's vision model (and its config); returns how many were set."""
+    n = 0
+    for m in blip.vision_model.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.eps = float(eps)
+            n += 1
+    cfg = getattr(getattr(blip, "config", None), "vision_config", None)
+    if cfg is not None:
+        cfg.layer_norm_eps = float(eps)
+    return n
 
 
 ENC_TOKEN = "[ENC]"

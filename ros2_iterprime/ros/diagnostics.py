@@ -7,7 +7,8 @@ Levels (one status per node, name ``"<node fqn>: referring segmentation"``):
 - **WARN**: not active (unconfigured or inactive: it is not processing); or, within the last
   ``recent_s`` (30 s): a model failure, frames refused as too old, or more than half the wanted frames
   dropped because the model is slower than the stream; or an active expression but no image for
-  ``recent_s``.
+  ``recent_s``; or an input condition seen within ``recent_s`` (``warning.<cause>`` values: a CameraInfo
+  with distortion or K != P, depth in another frame than the colour image).
 - **OK**: active and none of the above.
 
 Values: lifecycle state, model ids, device, mode, active expression, counters (images, processed,
@@ -41,6 +42,7 @@ class NodeStats:
         self._events: dict[str, float] = {}  # event -> last monotonic time
         self.last_error: tuple[str, float] | None = None
         self.last_image_t: float | None = None
+        self._notes: dict[str, tuple[str, float]] = {}  # cause -> (text, last time): input conditions
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -59,6 +61,17 @@ class NodeStats:
             self.counts["status." + status] += 1
             self._events["status." + status] = now
             self._results.append((now, status, float(latency), float(model_s)))
+
+    def note(self, cause: str, text: str) -> None:
+        """A condition of the inputs worth a warning (camera model, unregistered depth), seen now."""
+        with self._lock:
+            self._notes[cause] = (text, self.clock())
+
+    def notes(self, within_s: float) -> dict[str, str]:
+        """The notes seen within the last ``within_s`` seconds."""
+        with self._lock:
+            now = self.clock()
+            return {k: t for k, (t, when) in self._notes.items() if now - when <= within_s}
 
     def error(self, text: str) -> None:
         with self._lock:
@@ -119,6 +132,8 @@ def _level(state: str, model_loaded: bool, configure_error: str | None, snap: di
         return DiagnosticStatus.WARN, "the model is slower than the image stream (frames dropped)"
     if has_expression and (snap["image_age"] is None or snap["image_age"] > recent_s):
         return DiagnosticStatus.WARN, f"no image for over {recent_s:.0f} s"
+    for cause, text in sorted(stats.notes(recent_s).items()):
+        return DiagnosticStatus.WARN, f"{cause}: {text[:200]}"
     return DiagnosticStatus.OK, "ok" if model_loaded else "ok (model not loaded)"
 
 
@@ -146,6 +161,8 @@ def diagnostic_status(name: str, *, state: str, model: str, device: str, mode: s
     }
     for key in sorted(snap["counts"]):
         values[key] = str(snap["counts"][key])
+    for cause, text in sorted(stats.notes(recent_s).items()):
+        values["warning." + cause] = text[:300]
     st = DiagnosticStatus(level=level, name=name, message=message, hardware_id=device)
     st.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return st

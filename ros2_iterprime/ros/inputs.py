@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..geometry.camera import PinholeIntrinsics
 
-__all__ = ["DepthFrame", "DepthSync", "ExpressionInbox", "Frame", "stamp_ns"]
+__all__ = ["DepthClaim", "DepthFrame", "DepthSource", "DepthSync", "ExpressionInbox", "FixedDepth", "Frame", "stamp_ns"]
 
 
 def stamp_ns(header: Any) -> int:
@@ -48,41 +49,178 @@ class Frame:
 
 @dataclass
 class DepthFrame:
+    """One decoded depth image: (H, W) float32 metres (NaN = invalid), its header and stamp.
+
+    received_ns: the node's clock at arrival (pairs unstamped depth with unstamped colour frames).
+    """
+
     header: Any
-    depth_m: np.ndarray  # (H, W) float32 metres, NaN = invalid
+    depth_m: np.ndarray
     stamp_ns: int
+    received_ns: int = 0
+
+
+#: most depth candidates one claim keeps (the closest ones in time win)
+MAX_CLAIM_CANDIDATES = 8
+
+
+class DepthSource(Protocol):
+    """Where the 3-D step gets its depth: ``get()`` -> (depth, intrinsics), each possibly None."""
+
+    def get(self) -> tuple[DepthFrame | None, PinholeIntrinsics | None]: ...
+
+    def release(self) -> None: ...
+
+
+class FixedDepth:
+    """A depth source that is already known (a ``~/segment`` request carrying its own depth)."""
+
+    def __init__(self, depth: DepthFrame | None, intrinsics: PinholeIntrinsics | None):
+        self.depth, self.intrinsics = depth, intrinsics
+
+    def get(self) -> tuple[DepthFrame | None, PinholeIntrinsics | None]:
+        return self.depth, self.intrinsics
+
+    def release(self) -> None:
+        pass
+
+
+class DepthClaim:
+    """The depth images and CameraInfos that may belong to one colour frame, collected while the model runs.
+
+    Opened when a job starts (:meth:`DepthSync.claim`): it takes the buffered candidates within
+    ``slop`` of the frame's time and, until released, every depth image and CameraInfo that arrives
+    within that window, so the right depth is still there after a model run of seconds (the shared
+    buffer keeps only the last few). :meth:`get` is called AFTER segmentation: it waits (at most
+    ``wait_s``) for the depth with exactly the frame's stamp, unless a later one has already arrived,
+    then returns the closest candidate within ``slop`` (the newest on ties) and the CameraInfo closest to it.
+
+    Time is the header stamp; for an unstamped colour frame (stamp 0) it is the arrival time of both.
+    """
+
+    def __init__(self, sync: "DepthSync", stamp_ns: int, received_ns: int, slop_s: float, wait_s: float):
+        self._sync = sync
+        self.by_arrival = stamp_ns <= 0
+        self.t = received_ns if self.by_arrival else stamp_ns
+        self.slop_ns = int(max(0.0, float(slop_s)) * 1e9)
+        self.wait_s = max(0.0, float(wait_s))
+        self.depths: list[DepthFrame] = []
+        self.infos: list[tuple[int, PinholeIntrinsics]] = []
+        #: time of the newest depth received by the end of :meth:`get` (None: no depth at all yet)
+        self.newest_seen: int | None = None
+
+    def time_of(self, d: DepthFrame) -> int:
+        return d.received_ns if self.by_arrival else d.stamp_ns
+
+    def offer_depth(self, d: DepthFrame) -> None:
+        """(lock held) keep ``d`` when it is within the window."""
+        if abs(self.time_of(d) - self.t) > self.slop_ns:
+            return
+        self.depths.append(d)
+        if len(self.depths) > MAX_CLAIM_CANDIDATES:  # drop the farthest (the oldest on ties)
+            worst = max(self.depths, key=lambda x: (abs(self.time_of(x) - self.t), -self.time_of(x)))
+            self.depths.remove(worst)
+
+    def offer_info(self, t: int, intr: PinholeIntrinsics) -> None:
+        if abs(t - self.t) <= self.slop_ns:
+            self.infos.append((t, intr))
+            if len(self.infos) > MAX_CLAIM_CANDIDATES:
+                self.infos.pop(0)
+
+    def _settled(self) -> bool:
+        """The exact depth is here, or a later one is (stamps only grow: nothing closer can come)."""
+        return any(self.time_of(d) >= self.t for d in self.depths)
+
+    def get(self) -> tuple[DepthFrame | None, PinholeIntrinsics | None]:
+        """(depth, intrinsics) for the frame after a bounded wait, or (None, None) when nothing is in the window."""
+        return self._sync._resolve(self)
+
+    def release(self) -> None:
+        self._sync._release(self)
+
+    def missing_reason(self) -> str:
+        """Why :meth:`get` found no depth: its own had not arrived yet (a late depth stream, a starved
+        node), or the stream has no image within the slop of this frame (e.g. 15 Hz depth, 30 Hz colour)."""
+        slop = f"no depth image within sync_slop ({self.slop_ns / 1e9:g} s) of the colour image"
+        what = "arrival" if self.by_arrival else "stamp"
+        if self.newest_seen is None:
+            return f"{slop}: no depth image received yet"
+        dt = (self.newest_seen - self.t) / 1e9
+        if dt < 0:
+            return (f"{slop}: none with a {what} at or after the image's had arrived {self.wait_s:g} s after the "
+                    f"model finished (the newest was {-dt:.3f} s older: the depth stream is late)")
+        return f"{slop}: the depth stream has none that close (the newest depth is {dt:.3f} s after the image)"
 
 
 class DepthSync:
-    """The last few depth images and CameraInfos; matches them to a colour frame by stamp."""
+    """The last few depth images and CameraInfos, and the open :class:`DepthClaim` of running jobs."""
 
     def __init__(self, keep: int = 15):
         self._depths: collections.deque[DepthFrame] = collections.deque(maxlen=keep)
-        self._infos: collections.deque[tuple[int, PinholeIntrinsics]] = collections.deque(maxlen=keep)
-        self._lock = threading.Lock()
+        self._infos: collections.deque[tuple[int, int, PinholeIntrinsics]] = collections.deque(maxlen=keep)
+        self._claims: list[DepthClaim] = []
+        self._cond = threading.Condition()
 
     def add_depth(self, depth: DepthFrame) -> None:
-        with self._lock:
+        with self._cond:
             self._depths.append(depth)
+            for c in self._claims:
+                c.offer_depth(depth)
+            self._cond.notify_all()
 
-    def add_info(self, stamp: int, intrinsics: PinholeIntrinsics) -> None:
-        with self._lock:
-            self._infos.append((stamp, intrinsics))
+    def add_info(self, stamp: int, intrinsics: PinholeIntrinsics, received_ns: int = 0) -> None:
+        with self._cond:
+            self._infos.append((stamp, received_ns, intrinsics))
+            for c in self._claims:
+                c.offer_info(received_ns if c.by_arrival else stamp, intrinsics)
 
     def clear(self) -> None:
-        with self._lock:
+        with self._cond:
             self._depths.clear()
             self._infos.clear()
+            self._cond.notify_all()
 
-    def match(self, frame_stamp_ns: int, slop_s: float) -> tuple[DepthFrame | None, PinholeIntrinsics | None]:
-        """The depth image closest in time within ``slop_s`` and the CameraInfo closest to it (or Nones)."""
-        with self._lock:
-            depths, infos = list(self._depths), list(self._infos)
-        best = min(depths, key=lambda d: abs(d.stamp_ns - frame_stamp_ns), default=None)
-        if best is None or abs(best.stamp_ns - frame_stamp_ns) > int(slop_s * 1e9):
-            return None, None
-        info = min(infos, key=lambda i: abs(i[0] - best.stamp_ns), default=None)
+    def claim(self, stamp_ns: int, received_ns: int, slop_s: float, wait_s: float | None = None) -> DepthClaim:
+        """Open a claim for the colour frame (stamp, arrival); ``wait_s`` defaults to ``slop_s``."""
+        c = DepthClaim(self, stamp_ns, received_ns, slop_s, slop_s if wait_s is None else wait_s)
+        with self._cond:
+            for d in self._depths:
+                c.offer_depth(d)
+            for stamp, received, intr in self._infos:
+                c.offer_info(received if c.by_arrival else stamp, intr)
+            self._claims.append(c)
+        return c
+
+    def _release(self, c: DepthClaim) -> None:
+        with self._cond:
+            if c in self._claims:
+                self._claims.remove(c)
+
+    def _resolve(self, c: DepthClaim) -> tuple[DepthFrame | None, PinholeIntrinsics | None]:
+        deadline = time.monotonic() + c.wait_s
+        with self._cond:
+            while not c._settled():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            best = min(c.depths, key=lambda d: (abs(c.time_of(d) - c.t), -c.time_of(d)), default=None)
+            c.newest_seen = max((c.time_of(d) for d in (*self._depths, *c.depths)), default=None)
+            if best is None:
+                return None, None
+            t_best = c.time_of(best)
+            infos = c.infos or [((r if c.by_arrival else t), i) for t, r, i in self._infos]
+        info = min(infos, key=lambda i: (abs(i[0] - t_best), -i[0]), default=None)
         return best, (info[1] if info is not None else None)
+
+    def match(self, frame_stamp_ns: int, slop_s: float, received_ns: int = 0,
+              wait_s: float = 0.0) -> tuple[DepthFrame | None, PinholeIntrinsics | None]:
+        """Claim, resolve and release at once: the depth closest in time within ``slop_s`` (newest on ties)."""
+        c = self.claim(frame_stamp_ns, received_ns, slop_s, wait_s)
+        try:
+            return c.get()
+        finally:
+            c.release()
 
 
 class ExpressionInbox:

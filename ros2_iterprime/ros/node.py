@@ -46,7 +46,7 @@ from .parameters import PARAMETERS, StartupError, check_value, cross_check, is_b
 from .processing import Processor, free_accelerator_memory
 from .publishers import OutputPublishers
 from .sensor_input import SensorInput
-from .service import answer_segment_request
+from .service import RequestGate, answer_segment_request
 from .tf import TargetFrameLookup
 from .track import TrackRunner
 from .worker import Job, Scheduler, Worker
@@ -92,7 +92,10 @@ class IterPrimeNode(LifecycleNode):
         self._srv = None
         self._worker: Worker | None = None
         self._tf: TargetFrameLookup | None = None
+        self._warned: set[str] = set()
+        self.segment_gate = RequestGate()  # ~/segment calls in flight (deactivation waits for them)
         self._inputs_group = MutuallyExclusiveCallbackGroup()
+        self._tf_group = ReentrantCallbackGroup()
         self._srv_group = MutuallyExclusiveCallbackGroup()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(float(self.setting("diagnostics_period")), self._publish_diagnostics,
@@ -161,12 +164,11 @@ class IterPrimeNode(LifecycleNode):
             if not self.autostarting:
                 self.get_logger().error(self.configure_error)
             return FAILURE
-        if self.setting("target_frame"):  # else created at the first lookup (no /tf traffic for nothing)
-            self._tf = TargetFrameLookup(self)
-            if not self._tf.available:
-                self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
-                                          f"{self._tf.unavailable_reason}: 3-D outputs stay in the camera frame")
+        if self.setting("target_frame") and not TargetFrameLookup.importable():
+            self.get_logger().warning(f"target_frame {quote(self.setting('target_frame'))} is set but "
+                                      f"{TargetFrameLookup.MISSING}: 3-D outputs stay in the camera frame")
         self.processor = Processor(segmenter, self.setting, self.now_ns, self._lookup_target_frame)
+        self.processor.warn = self._warn_once
         self.track = TrackRunner(self.processor, self.setting, lambda: load_tracker_for(self.setting, self.get_logger()))
         if self.setting("mode") == "track":
             try:
@@ -191,8 +193,14 @@ class IterPrimeNode(LifecycleNode):
             "reliable": QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
             "best_effort": QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
         }[name]
+        if self.setting("use_depth") and TargetFrameLookup.importable():
+            # from activation, not at the first lookup: a target_frame set at run time finds the history
+            # at image stamps that precede it (docs/ros.md, "Timing")
+            self._tf = TargetFrameLookup(self, cache_time_s=float(self.setting("tf_cache_time")),
+                                         callback_group=self._tf_group)
         self._subs = self.sensors.subscribe(img_qos, self._inputs_group, bool(self.setting("use_depth")))
         self.expressions.subscribe(self._inputs_group)
+        self.segment_gate.open()
         if out.SegmentSrv is not None:
             self._srv = self.create_service(out.SegmentSrv, "~/segment",
                                             lambda req, res: answer_segment_request(self, req, res),
@@ -216,9 +224,15 @@ class IterPrimeNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         self.expressions.unsubscribe()  # after re-activation a latched expression is served again
-        if self._srv is not None:
+        # a ~/segment call in progress is answered before its service goes (never destroyed under it)
+        if not self.segment_gate.close(timeout=300.0):
+            self.get_logger().warning("a ~/segment call is still running; its service is left to node destruction")
+        elif self._srv is not None:
             self.destroy_service(self._srv)
             self._srv = None
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
         self.scheduler.reset()
         self.depth_sync.clear()
         if self.track is not None:
@@ -234,19 +248,30 @@ class IterPrimeNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _lookup_target_frame(self, target_frame: str, header):
-        """Transform to ``target_frame`` at the image stamp (worker thread; bounded by tf_timeout)."""
-        if self._tf is None:  # target_frame was set at run time: start listening now
-            self._tf = TargetFrameLookup(self)
-        tf, reason = self._tf.lookup(target_frame, header, float(self.setting("tf_timeout")))
+        """Transform to ``target_frame`` at the image stamp (worker thread; bounded by tf_timeout).
+
+        Never creates a listener: that happens at activation only (a lookup during deactivation or on an
+        unconfigured node gets a reason instead)."""
+        lookup = self._tf
+        if lookup is None:
+            reason = (TargetFrameLookup.MISSING if not TargetFrameLookup.importable()
+                      else f"no TF listener (node is {self.lifecycle_state})")
+            self.log.warning("tf", f"3-D outputs not given in {quote(target_frame)}: {reason}")
+            return None, reason
+        tf, reason = lookup.lookup(target_frame, header, float(self.setting("tf_timeout")))
         if tf is None:
             self.log.warning("tf", f"3-D outputs not given in {quote(target_frame)}: {reason}")
         return tf, reason
 
+    def _warn_once(self, cause: str, text: str) -> None:
+        """A condition of the inputs (camera model, unregistered depth): logged once, kept in /diagnostics."""
+        self.stats.note(cause, text)
+        if text not in self._warned:
+            self._warned.add(text)
+            self.get_logger().warning(text)
+
     def _release_model(self) -> None:
         self.output_topics.destroy()
-        if self._tf is not None:
-            self._tf.close()
-            self._tf = None
         if self.track is not None:
             self.track.close()
             self.track = None
@@ -296,21 +321,27 @@ class IterPrimeNode(LifecycleNode):
         elif proc is None:
             return
         else:
-            depth = intr = None
-            if self.setting("use_depth"):
-                depth, intr = self.depth_sync.match(job.frame.stamp_ns, float(self.setting("sync_slop")))
-            if self.setting("mode") == "track" and self.track is not None:
-                outcome = self.track.run(job.frame, job.expression, job.trigger, depth, intr, dropped)
-            else:
-                if self.track is not None and self.track.loaded:
-                    self.track.stop()  # mode changed away from track: end the track (worker thread)
-                outcome = proc.run(job.frame, job.expression, depth, intr, dropped)
+            # depth is paired AFTER the model: the claim collects the candidates arriving meanwhile
+            depth = (self.depth_sync.claim(job.frame.stamp_ns, job.frame.received_ns, float(self.setting("sync_slop")))
+                     if self.setting("use_depth") else None)
+            try:
+                if self.setting("mode") == "track" and self.track is not None:
+                    outcome = self.track.run(job.frame, job.expression, job.trigger, depth, dropped)
+                else:
+                    if self.track is not None and self.track.loaded:
+                        self.track.stop()  # mode changed away from track: end the track (worker thread)
+                    outcome = proc.run(job.frame, job.expression, depth, dropped)
+            finally:
+                if depth is not None:
+                    depth.release()
         if not self.scheduler.is_current(job):
             self.get_logger().debug("result of a superseded expression discarded")
             return
         self.output_topics.publish(outcome, job.frame)
 
     def _on_worker_error(self, exc: BaseException) -> None:
+        if not self.context.ok():  # shutting down (Ctrl-C): publishing fails by design, nothing to report
+            return
         self.stats.error(f"{type(exc).__name__}: {exc}")
         self.log.error("worker", f"unexpected error while processing a frame: {type(exc).__name__}: {exc}")
 

@@ -1,31 +1,40 @@
-"""Output side of the node: one :class:`Outcome` per answered job, and the messages built from it.
+"""The node's output messages: :mod:`ros2_iterprime.messages.outputs` with rclpy's message classes.
 
-Imports the standard message packages (and the optional ``ros2_iterprime_msgs``) but not rclpy itself.
-
-Not-found semantics (a grasp planner must never act on a guess): unless ``outcome.found``, ``~/mask`` is
-all zeros, ``~/markers`` is a DELETEALL, no ``~/centroid`` is published, and the result carries
-``found=false`` with the fallback guess in ``fallback_mask``. No published number is ever non-finite
-(:func:`finite_or_none` guards the 3-D values once more, whatever the geometry code returned).
+Everything about what is published for an :class:`Outcome` (not-found semantics, finite numbers, the
+result fields) lives in ``messages.outputs``, shared with the offline bag replay; this module binds it
+to the rclpy classes (and the optional ``ros2_iterprime_msgs``) and keeps the names the node uses.
 """
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Point, PointStamped, Pose, PoseStamped, Quaternion, Vector3
-from sensor_msgs.msg import Image, RegionOfInterest
+from sensor_msgs.msg import Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..geometry.camera import MaskPoint3D, PinholeIntrinsics
-from ..geometry.target import Target3D
-from ..results import SegmentationResult
-from .image import numpy_to_msg
-from .pointcloud2 import numpy_to_pointcloud2
-from .worker import FRAME_TOO_OLD, NO_FRAME  # answered by the scheduler itself
+from ..messages import outputs as _m
+from ..messages.outputs import (  # noqa: F401 (the node's modules use these names from here)
+    FRAME_TOO_OLD,
+    INVALID_EXPRESSION,
+    INVALID_IMAGE,
+    LOST,
+    LOW_CONFIDENCE,
+    MARKER_NS,
+    MODEL_ERROR,
+    NO_FRAME,
+    NOT_FOUND,
+    OK,
+    OUT_OF_MEMORY,
+    STATUSES,
+    MessageKit,
+    Outcome,
+    draw_box,
+    finite_or_none,
+    json_text,
+    summary_dict,
+)
 
 try:  # custom interfaces: optional (the node also works with standard messages alone)
     from ros2_iterprime_msgs.msg import SegmentationResult as SegmentationResultMsg
@@ -34,354 +43,49 @@ except ImportError:  # pragma: no cover - depends on the install
     SegmentationResultMsg = None
     SegmentSrv = None
 
-MARKER_NS = "iterprime"
-
-# Result statuses (ros2_iterprime_msgs/SegmentationResult STATUS_* constants).
-OK = "ok"
-NOT_FOUND = "not_found"
-LOW_CONFIDENCE = "low_confidence"
-INVALID_IMAGE = "invalid_image"
-INVALID_EXPRESSION = "invalid_expression"
-MODEL_ERROR = "model_error"
-OUT_OF_MEMORY = "out_of_memory"
-LOST = "lost"
-STATUSES = (OK, NOT_FOUND, LOW_CONFIDENCE, LOST, NO_FRAME, FRAME_TOO_OLD, INVALID_IMAGE, INVALID_EXPRESSION,
-            MODEL_ERROR, OUT_OF_MEMORY)
-
-
-@dataclass
-class Outcome:
-    """Everything published for one answered job.
-
-    Attributes:
-        header: std_msgs/Header of the source image (an empty header with the node's time when no frame).
-        expression: the expression answered.
-        status: one of :data:`STATUSES`; ``found`` is ``status == OK``.
-        message: detail for a non-ok status.
-        result: the library's result (None when no model ran).
-        point: 3-D centroid in the image's optical frame (None without valid depth or when not found).
-        processing_time: seconds in the model; latency: seconds from the image stamp to publication.
-        dropped_frames: cumulative frames dropped because the model was busy.
-        size: (width, height) of the source image ((0, 0) when no frame).
-        target: the cleaned cloud, centroid and box in the optical frame (None when not available,
-            ``depth_message`` says why); target_in_frame: the same in ``target_frame`` (None when not
-            set or no transform, ``target_message`` says why); intrinsics: the camera used (overlay box).
-    """
-
-    header: Any
-    expression: str
-    status: str
-    message: str = ""
-    result: SegmentationResult | None = None
-    point: MaskPoint3D | None = None
-    processing_time: float = 0.0
-    latency: float = 0.0
-    dropped_frames: int = 0
-    size: tuple[int, int] = (0, 0)
-    target: Target3D | None = None
-    target_in_frame: Target3D | None = None
-    target_frame: str = ""
-    depth_message: str = ""
-    target_message: str = ""
-    intrinsics: PinholeIntrinsics | None = None
-    source: str = "grounding"  # 'grounding' | 'tracking' | 'none' (mode track)
-    object_score: float | None = None  # the tracker's object-presence logit (mode track)
-    frames_since_grounding: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def found(self) -> bool:
-        return self.status == OK and self.result is not None
-
-    @property
-    def confidence(self) -> float:
-        return float(self.result.confidence) if self.result is not None else 0.0
-
-
-def finite_or_none(point: MaskPoint3D | None) -> MaskPoint3D | None:
-    """The point when all its coordinates are finite, else None (last line of defence)."""
-    if point is None:
-        return None
-    return point if all(math.isfinite(v) for v in point.as_tuple()) else None
-
-
-def _finite(x: float, default: float = 0.0) -> float:
-    x = float(x)
-    return x if math.isfinite(x) else default
-
-
-def _mono8(mask: np.ndarray, header) -> Image:
-    return numpy_to_msg(mask.astype(np.uint8) * 255, "mono8", header=header)
+#: rclpy's message classes for the shared builders
+KIT = MessageKit(Image=Image, RegionOfInterest=RegionOfInterest, Point=Point, PointStamped=PointStamped, Pose=Pose,
+                 PoseStamped=PoseStamped, Quaternion=Quaternion, Vector3=Vector3, ColorRGBA=ColorRGBA, String=String,
+                 Marker=Marker, MarkerArray=MarkerArray, PointCloud2=PointCloud2, PointField=PointField,
+                 SegmentationResult=SegmentationResultMsg)
 
 
 def mask_msg(outcome: Outcome) -> Image:
-    """mono8 0/255 of the image's size and header: the object's mask when found, all zeros otherwise."""
-    w, h = outcome.size
-    if outcome.found:
-        return _mono8(outcome.result.mask, outcome.header)
-    return _mono8(np.zeros((h, w), bool), outcome.header)
+    return _m.mask_msg(outcome, kit=KIT)
 
 
 def fallback_mask_msg(outcome: Outcome) -> Image:
-    """The fallback guess (not_found / low_confidence) as mono8, or an empty 0x0 image."""
-    r = outcome.result
-    if r is None or outcome.found or outcome.status not in (NOT_FOUND, LOW_CONFIDENCE) or r.mask.size == 0:
-        img = Image()
-        img.header = outcome.header
-        img.encoding = "mono8"
-        return img
-    return _mono8(r.mask, outcome.header)
+    return _m.fallback_mask_msg(outcome, kit=KIT)
 
 
-def centroid_msg(point: MaskPoint3D, header) -> PointStamped:
-    msg = PointStamped()
-    msg.header = header
-    msg.point = Point(x=float(point.x), y=float(point.y), z=float(point.z))
-    return msg
-
-
-def _marker(header, marker_id: int, kind: int, action: int = Marker.ADD) -> Marker:
-    m = Marker()
-    m.header = header
-    m.ns = MARKER_NS
-    m.id = marker_id
-    m.type = kind
-    m.action = action
-    m.pose.orientation.w = 1.0
-    return m
+def centroid_msg(point, header) -> PointStamped:
+    return _m.centroid_msg(point, header, kit=KIT)
 
 
 def markers_msg(outcome: Outcome, diameter: float = 0.05) -> MarkerArray:
-    """Sphere + text at the 3-D centroid and a CUBE for the box; one DELETEALL without a found 3-D target."""
-    arr = MarkerArray()
-    point = finite_or_none(outcome.point)
-    if point is None or not outcome.found:
-        arr.markers.append(_marker(outcome.header, 0, Marker.SPHERE, Marker.DELETEALL))
-        return arr
-    d = float(diameter)
-    sphere = _marker(outcome.header, 0, Marker.SPHERE)
-    sphere.pose.position = Point(x=point.x, y=point.y, z=point.z)
-    sphere.scale.x = sphere.scale.y = sphere.scale.z = d
-    sphere.color = ColorRGBA(r=0.1, g=0.9, b=0.2, a=0.9)
-    text = _marker(outcome.header, 1, Marker.TEXT_VIEW_FACING)
-    # optical frame (REP 103): -y is up in the image, so the label floats above the sphere
-    text.pose.position = Point(x=point.x, y=point.y - 1.5 * d, z=point.z)
-    text.scale.z = max(0.02, 0.6 * d)
-    text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
-    text.text = f"{outcome.expression[:60]} ({outcome.confidence:.2f})"
-    arr.markers.extend([sphere, text])
-    box = outcome.target.box if outcome.target is not None else None
-    if box is not None:
-        cube = _marker(outcome.header, 2, Marker.CUBE)
-        cube.pose = pose_of(box.center, box.quaternion)
-        cube.scale.x, cube.scale.y, cube.scale.z = (float(v) for v in box.size)
-        cube.color = ColorRGBA(r=0.1, g=0.6, b=1.0, a=0.35)
-        arr.markers.append(cube)
-    else:  # a box from an earlier result must not linger
-        arr.markers.append(_marker(outcome.header, 2, Marker.CUBE, Marker.DELETE))
-    return arr
+    return _m.markers_msg(outcome, diameter, kit=KIT)
 
 
 def pose_of(center, quaternion) -> Pose:
-    """geometry_msgs/Pose from a centre (3,) and a unit quaternion (x, y, z, w)."""
-    c = [float(v) for v in center]
-    q = [float(v) for v in quaternion]
-    return Pose(position=Point(x=c[0], y=c[1], z=c[2]), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
+    return _m.pose_of(center, quaternion, kit=KIT)
 
 
-def points_msg(outcome: Outcome):
-    """~/points: the cleaned cloud (x y z float32 + packed rgb) in the image's frame and header.
-
-    An empty cloud (width 0) when there is no 3-D target, so a consumer never keeps acting on an old one.
-    """
-    t = outcome.target if outcome.found else None
-    if t is None:
-        return numpy_to_pointcloud2(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), outcome.header)
-    return numpy_to_pointcloud2(t.points, t.colors, outcome.header)
+def points_msg(outcome: Outcome) -> PointCloud2:
+    return _m.points_msg(outcome, kit=KIT)
 
 
 def pose_msg(outcome: Outcome) -> PoseStamped | None:
-    """~/pose: the box's centre and orientation, in ``target_frame`` when it is set (None without a
-    transform at the image stamp), else in the image's optical frame. None without a 3-D target."""
-    if not outcome.found:
-        return None
-    if outcome.target_frame:
-        t, frame_id = outcome.target_in_frame, outcome.target_frame
-    else:
-        t, frame_id = outcome.target, outcome.header.frame_id
-    if t is None or t.box is None:
-        return None
-    msg = PoseStamped()
-    msg.header.stamp = outcome.header.stamp
-    msg.header.frame_id = frame_id
-    msg.pose = pose_of(t.box.center, t.box.quaternion)
-    return msg
+    return _m.pose_msg(outcome, kit=KIT)
 
 
 def overlay_msg(rgb: np.ndarray, outcome: Outcome) -> Image:
-    """bgr8 overlay (heatmap, mask outline, centroid, expression) of the image's size and header.
-
-    Not found: the heatmap and the expression only (no mask is drawn: there is no target).
-    """
-    from ..visualize import render_overlay
-
-    r = outcome.result
-    if r is not None and not outcome.found:
-        r = _without_mask(r)
-    if r is not None and r.heatmap.shape != r.mask.shape:
-        r = _with_heatmap(r)
-    over = render_overlay(rgb, r) if r is not None else rgb
-    if outcome.found and outcome.target is not None and outcome.target.box is not None \
-            and outcome.intrinsics is not None:
-        over = draw_box(over, outcome.target.box.corners(), outcome.intrinsics)
-    return numpy_to_msg(np.ascontiguousarray(over[:, :, ::-1]), "bgr8", header=outcome.header)
-
-
-def draw_box(rgb: np.ndarray, corners: np.ndarray, intrinsics: PinholeIntrinsics) -> np.ndarray:
-    """The 12 edges of a 3-D box (8 corners, optical frame) projected into the image (RGB, a copy).
-
-    Corners whose indices differ in one bit share an edge (box3d.OrientedBox3D.corners). A box reaching
-    behind the camera (z <= 0) is not drawn.
-    """
-    from PIL import Image as PILImage
-    from PIL import ImageDraw
-
-    c = np.asarray(corners, np.float64)
-    if c.shape != (8, 3) or not np.isfinite(c).all() or (c[:, 2] <= 1e-6).any():
-        return rgb
-    uv = intrinsics.scaled_to(rgb.shape[1], rgb.shape[0]).project(c)
-    img = PILImage.fromarray(np.ascontiguousarray(rgb))
-    draw = ImageDraw.Draw(img)
-    width = max(1, min(rgb.shape[:2]) // 240 + 1)
-    for i in range(8):
-        for bit in (1, 2, 4):
-            j = i ^ bit
-            if j > i:
-                draw.line([tuple(uv[i]), tuple(uv[j])], fill=(40, 160, 255), width=width)
-    return np.asarray(img)
-
-
-def _with_heatmap(r: SegmentationResult) -> SegmentationResult:
-    import dataclasses
-
-    return dataclasses.replace(r, heatmap=np.zeros(r.mask.shape, np.float32))
-
-
-def _without_mask(r: SegmentationResult) -> SegmentationResult:
-    import dataclasses
-
-    return dataclasses.replace(r, mask=np.zeros_like(r.mask), bbox=None, centroid=None)
-
-
-def summary_dict(outcome: Outcome) -> dict:
-    """JSON-ready summary (~/result_json); the same facts as ~/result, without images."""
-    r = outcome.result
-    d = r.summary() if r is not None else {"expression": outcome.expression, "image_size": list(outcome.size)}
-    point = finite_or_none(outcome.point) if outcome.found else None
-    if not outcome.found:
-        d.update(bbox=None, centroid=None, mask_area=0)
-    t = outcome.target if outcome.found else None
-    tt = outcome.target_in_frame if outcome.found else None
-
-    def box(tgt):
-        if tgt is None or tgt.box is None:
-            return None
-        return {"center": [float(v) for v in tgt.box.center], "quaternion_xyzw": [float(v) for v in tgt.box.quaternion],
-                "size": [float(v) for v in tgt.box.size]}
-    d.update(
-        expression=outcome.expression,
-        status=outcome.status,
-        message=outcome.message,
-        found=outcome.found,
-        confidence=_finite(outcome.confidence),
-        frame_id=outcome.header.frame_id,
-        stamp={"sec": int(outcome.header.stamp.sec), "nanosec": int(outcome.header.stamp.nanosec)},
-        centroid_3d=list(point.as_tuple()) if point is not None else None,
-        depth_used=point is not None,
-        depth_points=point.n_points if point is not None else 0,
-        depth_message=outcome.depth_message,
-        box_3d=box(t),
-        target_frame=outcome.target_frame,
-        target_valid=tt is not None,
-        target_message=outcome.target_message,
-        centroid_target=[float(v) for v in tt.centroid] if tt is not None and tt.centroid is not None else None,
-        box_target=box(tt),
-        source=outcome.source,
-        object_score=None if outcome.object_score is None else _finite(outcome.object_score),
-        frames_since_grounding=outcome.frames_since_grounding,
-        processing_time=_finite(outcome.processing_time),
-        latency=_finite(outcome.latency),
-        dropped_frames=int(outcome.dropped_frames),
-    )
-    d.update(outcome.extra)
-    return d
-
-
-def _json_safe(obj):
-    """Non-finite floats -> None, recursively (JSON has no NaN; consumers must never see one)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return _m.overlay_msg(rgb, outcome, kit=KIT)
 
 
 def json_msg(outcome: Outcome) -> String:
-    return String(data=json.dumps(_json_safe(summary_dict(outcome)), allow_nan=False))
+    return _m.json_msg(outcome, kit=KIT)
 
 
-def result_msg(outcome: Outcome, mask: Image | None = None):
+def result_msg(outcome: Outcome, mask: Any = None):
     """ros2_iterprime_msgs/SegmentationResult (requires the interface package)."""
-    if SegmentationResultMsg is None:
-        raise RuntimeError("ros2_iterprime_msgs is not installed")
-    r = outcome.result
-    msg = SegmentationResultMsg()
-    msg.header = outcome.header
-    msg.expression = outcome.expression
-    msg.status = outcome.status
-    msg.message = outcome.message
-    msg.found = outcome.found
-    msg.confidence = _finite(outcome.confidence)
-    msg.mask = mask if mask is not None else mask_msg(outcome)
-    msg.fallback_mask = fallback_mask_msg(outcome)
-    if r is not None:
-        msg.primary_word = r.primary_word or ""
-        msg.score = _finite(r.score)
-        msg.rounds = int(max(0, min(255, r.rounds)))
-    if outcome.found:
-        if r.bbox is not None:
-            x0, y0, x1, y1 = r.bbox
-            msg.bbox = RegionOfInterest(x_offset=int(x0), y_offset=int(y0), width=int(x1 - x0),
-                                        height=int(y1 - y0))
-        if r.centroid is not None:
-            msg.centroid_px = Point(x=_finite(r.centroid[0]), y=_finite(r.centroid[1]), z=0.0)
-        point = finite_or_none(outcome.point)
-        if point is not None:
-            msg.centroid_3d = Point(x=point.x, y=point.y, z=point.z)
-            msg.depth_used = True
-            msg.depth_points = int(min(point.n_points, 2**32 - 1))
-            if outcome.target is not None and outcome.target.box is not None:
-                b = outcome.target.box
-                msg.box_pose = pose_of(b.center, b.quaternion)
-                msg.box_size = Vector3(x=float(b.size[0]), y=float(b.size[1]), z=float(b.size[2]))
-        tt = outcome.target_in_frame
-        if point is not None and tt is not None and tt.centroid is not None:
-            msg.target_valid = True
-            c = [float(v) for v in tt.centroid]
-            msg.centroid_target = Point(x=c[0], y=c[1], z=c[2])
-            if tt.box is not None:
-                msg.box_pose_target = pose_of(tt.box.center, tt.box.quaternion)
-    msg.source = outcome.source
-    msg.tracking = outcome.object_score is not None
-    msg.object_score = _finite(outcome.object_score) if outcome.object_score is not None else 0.0
-    fsg = outcome.frames_since_grounding
-    msg.frames_since_grounding = int(min(max(fsg, 0), 2**32 - 1)) if fsg is not None else 0
-    msg.depth_message = outcome.depth_message
-    msg.target_frame = outcome.target_frame
-    msg.target_message = outcome.target_message
-    msg.processing_time = _finite(outcome.processing_time)
-    msg.latency = _finite(outcome.latency)
-    msg.dropped_frames = int(min(outcome.dropped_frames, 2**32 - 1))
-    return msg
+    return _m.result_msg(outcome, mask, kit=KIT)

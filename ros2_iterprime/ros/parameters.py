@@ -95,7 +95,7 @@ PARAMETERS: dict[str, ParamSpec] = {
     # --- behaviour ---
     "mode": ParamSpec("on_command", "'on_command': segment the newest frame once per received expression; "
                       "'continuous': every new frame with the active expression, at most max_rate_hz; 'track': "
-                      "ground the expression once, then follow the object on every frame (at most max_rate_hz) "
+                      "ground the expression once, then follow the object on every frame (at most track_rate_hz) "
                       "with the tracker_model, re-grounding when lost or every reground_period.",
                       choices=MODES),
     # --- tracking (mode track) ---
@@ -117,15 +117,22 @@ PARAMETERS: dict[str, ParamSpec] = {
                                  read_only=True),
     "lost_threshold": ParamSpec(0.0, "mode track: object-score logit below which a frame counts as lost "
                                 "(0 = SAM 2's own rule); a frame whose tracked mask is empty is always lost.", float_range=(-100.0, 100.0)),
-    "lost_frames": ParamSpec(15, "mode track: consecutive lost frames that trigger a re-grounding.",
-                             int_range=(1, 100_000)),
+    "lost_frames": ParamSpec(15, "mode track: consecutive lost frames that trigger a re-grounding (or lost_seconds, "
+                             "whichever comes first).", int_range=(1, 100_000)),
+    "lost_seconds": ParamSpec(0.5, "mode track: seconds (image stamps) an object may stay lost before a re-grounding, "
+                              "whatever the frame rate; 0 = count lost_frames only.", float_range=(0.0, 86400.0)),
     "reground_period": ParamSpec(30.0, "mode track: seconds between periodic re-groundings (drift); 0 = never.",
                                  float_range=(0.0, 86400.0)),
+    "reground_period_frames": ParamSpec(0, "mode track: tracked frames between periodic re-groundings (also "
+                                        "reground_period, whichever comes first); 0 = by seconds only.",
+                                        int_range=(0, 10_000_000)),
+    "track_rate_hz": ParamSpec(0.0, "mode track: maximum tracked frames per second (0 = every frame the tracker can "
+                               "take; max_rate_hz does not apply to track mode).", float_range=(0.0, 1000.0)),
     "background_regrounding": ParamSpec(True, "mode track: re-ground (lost/period) on a background thread while the "
                                         "old track keeps being tracked, then re-seed; false: re-ground in line.",
                                         read_only=True),
     "max_rate_hz": ParamSpec(2.0, "Continuous mode: maximum segmentations per second (0 = as fast as the model "
-                             "allows).", float_range=(0.0, 100.0)),
+                             "allows). Mode track has its own track_rate_hz.", float_range=(0.0, 100.0)),
     "max_frame_age": ParamSpec(2.0, "Oldest frame (s, by its header stamp against this node's clock) an expression "
                                "is answered on; an expression waits up to this long for a fresh frame, then gets a "
                                "frame_too_old / no_frame result. 0 = no limit.", float_range=(0.0, 3600.0)),
@@ -147,7 +154,11 @@ PARAMETERS: dict[str, ParamSpec] = {
     "max_depth": ParamSpec(20.0, "Farthest plausible depth (m); farther readings are invalid.",
                            float_range=(0.01, 1000.0)),
     "sync_slop": ParamSpec(0.05, "Maximum |stamp difference| in seconds between the colour image and the depth "
-                           "image matched to it.", float_range=(0.0, 1.0)),
+                           "image matched to it. The depth is matched after segmentation, waiting at most this long "
+                           "for the one with the colour image's exact stamp.", float_range=(0.0, 1.0)),
+    "images_rectified": ParamSpec(False, "The image and depth streams are rectified (image_rect) although their "
+                                  "CameraInfo has a non-zero D or K != P: do not warn. False: such a CameraInfo gets "
+                                  "one warning (log, depth_message, /diagnostics)."),
     "min_depth_points": ParamSpec(10, "Fewest points in the cleaned 3-D cloud for any 3-D output (centroid, box, "
                                   "~/points).", int_range=(1, 1_000_000)),
     "erosion_px": ParamSpec(3, "The mask is eroded by this many pixels before back-projection, so depth edges and "
@@ -160,6 +171,10 @@ PARAMETERS: dict[str, ParamSpec] = {
                               "stamp ('' = camera optical frame only). Needs tf2_ros (every ROS 2 install)."),
     "tf_timeout": ParamSpec(0.1, "Longest wait (s) for the camera -> target_frame transform at the image stamp.",
                             float_range=(0.0, 5.0)),
+    "tf_cache_time": ParamSpec(120.0, "Seconds of /tf history kept (from activation, with use_depth): must cover "
+                               "max_frame_age + the slowest model run + tf_timeout, because the transform is read at "
+                               "the IMAGE stamp after the model ran. Read at activation.",
+                               float_range=(1.0, 3600.0), read_only=True),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rendered only while someone subscribes)."),
     "marker_diameter": ParamSpec(0.05, "Diameter in metres of the centroid sphere in ~/markers.",
                                  float_range=(0.001, 2.0)),
@@ -205,4 +220,8 @@ def cross_check(values: dict[str, Any]) -> str | None:
     lo, hi = values.get("min_depth"), values.get("max_depth")
     if lo is not None and hi is not None and not lo < hi:
         return f"min_depth ({lo:g} m) must be below max_depth ({hi:g} m)"
+    cache, age, tf_wait = values.get("tf_cache_time"), values.get("max_frame_age"), values.get("tf_timeout")
+    if cache is not None and age is not None and tf_wait is not None and not cache > age + tf_wait:
+        return (f"tf_cache_time ({cache:g} s) must exceed max_frame_age + tf_timeout ({age + tf_wait:g} s): the "
+                f"transform is read at the image stamp, after the model ran")
     return None

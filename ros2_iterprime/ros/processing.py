@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidInputError, IterPrimeError, NoImageError
-from ..geometry.camera import PinholeIntrinsics
-from ..geometry.target import Target3DParams, target_3d
+from ..geometry.target import Target3DParams
+from ..messages.outputs import attach_3d, camera_model_note, classify
 from . import outputs as out
-from .inputs import DepthFrame, Frame
+from .inputs import DepthSource, Frame
 
 __all__ = ["Processor", "free_accelerator_memory"]
 
@@ -55,6 +55,8 @@ class Processor:
         self.setting = setting
         self.now_ns = now_ns
         self.to_target_frame = to_target_frame  # (target_frame, header) -> (RigidTransform | None, reason)
+        #: (cause, text) -> None: a condition worth one warning and a /diagnostics entry (the node logs it)
+        self.warn: Callable[[str, str], None] | None = None
         self.lock = threading.Lock()
         #: (frame seq, segmenter.image_generation) of the image set in the segmenter by run(); any other
         #: set_image (a tracker's grounding) bumps the generation and so invalidates it
@@ -83,9 +85,12 @@ class Processor:
         return out.Outcome(header, expression, status, message, None, None, seconds,
                            self.latency(frame, seconds), dropped, size)
 
-    def run(self, frame: Frame, expression: str, depth: DepthFrame | None = None,
-            intrinsics: PinholeIntrinsics | None = None, dropped: int = 0) -> out.Outcome:
-        """Segment ``expression`` on ``frame`` (frame.seq >= 0 frames share the per-image cache)."""
+    def run(self, frame: Frame, expression: str, depth: DepthSource | None = None, dropped: int = 0) -> out.Outcome:
+        """Segment ``expression`` on ``frame`` (frame.seq >= 0 frames share the per-image cache).
+
+        ``depth``: where the depth image comes from (a :class:`~.inputs.DepthClaim` opened when the job
+        started, or :class:`~.inputs.FixedDepth`); it is asked only after segmentation, for a found target.
+        """
         t0 = time.perf_counter()
         status, message, result = out.MODEL_ERROR, "", None
         stage = "image"
@@ -120,20 +125,17 @@ class Processor:
         status, message = self.classify(result)
         o = out.Outcome(frame.header, expression, status, message, result, None, seconds,
                         self.latency(frame, seconds), dropped, (int(frame.rgb.shape[1]), int(frame.rgb.shape[0])))
-        o.target_frame = str(self.setting("target_frame"))
+        target_frame = str(self.setting("target_frame"))  # read once: the label and the transform agree
+        o.target_frame = target_frame
         if status == out.OK:
-            self.add_3d(o, frame, depth, intrinsics)
+            self.add_3d(o, frame, depth, target_frame)
         o.processing_time = time.perf_counter() - t0
+        o.latency = self.latency(frame, o.processing_time)  # after the 3-D step (SegmentationResult.msg)
         return o
 
     def classify(self, result) -> tuple[str, str]:
         """(status, message) of a grounding: ok, not_found or low_confidence (min_confidence)."""
-        if not result.found:
-            return out.NOT_FOUND, "no mask proposal passed the selection filters"
-        floor = float(self.setting("min_confidence"))
-        if result.confidence < floor:
-            return out.LOW_CONFIDENCE, f"confidence {result.confidence:.3f} < min_confidence {floor:g}"
-        return out.OK, ""
+        return classify(result, float(self.setting("min_confidence")))
 
     def target_params(self) -> Target3DParams:
         s = self.setting
@@ -141,34 +143,27 @@ class Processor:
                               max_depth=float(s("max_depth")), voxel_size=float(s("voxel_size")),
                               max_points=int(s("max_points")), min_points=int(s("min_depth_points")))
 
-    def add_3d(self, o: out.Outcome, frame: Frame, depth: DepthFrame | None,
-               intrinsics: PinholeIntrinsics | None) -> None:
-        """The cleaned cloud, centroid and box of a found target (and in ``target_frame``), or why not."""
+    def add_3d(self, o: out.Outcome, frame: Frame, depth_source: DepthSource | None, target_frame: str = "") -> None:
+        """The cleaned cloud, centroid and box of a found target (and in ``target_frame``), or why not.
+
+        The depth is asked for here, after segmentation (it may arrive after its colour frame).
+        """
+        if depth_source is None:
+            o.depth_message = "no depth image received" if self.setting("use_depth") else ""
+            return
+        depth, intrinsics = depth_source.get()
         if depth is None:
-            o.depth_message = ("no depth image within sync_slop of the colour image"
-                               if self.setting("use_depth") else "")
+            why = getattr(depth_source, "missing_reason", None)  # a claim says whether its depth was late
+            o.depth_message = why() if why is not None else (
+                f"no depth image within sync_slop ({float(self.setting('sync_slop')):g} s) of the colour image")
             return
         if intrinsics is None:
             o.depth_message = "no valid CameraInfo received"
             return
-        try:
-            t = target_3d(o.result.mask, frame.rgb, depth.depth_m, intrinsics, self.target_params())
-        except Exception as exc:  # InvalidGeometryError (unregistered depth, ...) or anything unexpected
-            o.depth_message = f"3-D failed: {type(exc).__name__}: {str(exc)[:200]}"
-            return
-        o.intrinsics = intrinsics
-        if not t.ok:
-            o.depth_message = t.reason
-            return
-        o.target = t
-        o.point = out.finite_or_none(t.centroid_point())
-        frame_name = str(self.setting("target_frame"))
-        if frame_name and self.to_target_frame is not None:
-            try:
-                tf, reason = self.to_target_frame(frame_name, frame.header)
-                if tf is not None:
-                    o.target_in_frame = t.transformed(tf)
-            except Exception as exc:  # a TF failure never costs the optical-frame result
-                tf, reason = None, f"transform to {frame_name} failed: {type(exc).__name__}: {str(exc)[:200]}"
-            o.target_message = reason  # why not, or a note such as "latest transform used", or ""
-
+        note = camera_model_note(intrinsics, bool(self.setting("images_rectified")))
+        if note and self.warn is not None:
+            self.warn("camera_model", note)
+        attach_3d(o, frame.rgb, depth.depth_m, str(getattr(depth.header, "frame_id", "") or ""), intrinsics,
+                  self.target_params(), target_frame, self.to_target_frame, note)
+        if o.depth_message.startswith("depth image frame") and self.warn is not None:
+            self.warn("depth_frame", o.depth_message)

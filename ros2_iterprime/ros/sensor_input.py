@@ -10,7 +10,7 @@ base topic is resolved first (remappings, namespace), then the transport's suffi
 ``-r image:=/camera/color/image_raw -p image_transport:=compressed`` subscribes to
 ``/camera/color/image_raw/compressed`` (sensor_msgs/CompressedImage, JPEG or PNG) and
 ``depth_transport:=compressedDepth`` to ``<depth>/compressedDepth``; same QoS as the raw topics. The
-payloads are decoded by :mod:`ros2_iterprime.compressed_image` (size checked from the header before
+payloads are decoded by :mod:`ros2_iterprime.messages.compressed` (size checked from the header before
 decoding); the header (stamp, frame_id) of the compressed message is the frame's header.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..compressed_image import CompressedImageError, decode_compressed, decode_compressed_depth
 from ..geometry.camera import PinholeIntrinsics
+from ..messages.compressed import CompressedImageError, decode_compressed, decode_compressed_depth
 from .diagnostics import NodeStats
 from .image import ImageConversionError, depth_to_metres, msg_to_numpy, to_rgb8
 from .inputs import DepthFrame, DepthSync, stamp_ns
@@ -145,7 +145,7 @@ class SensorInput:
         except Exception as exc:
             self._invalid_depth(f"skipping depth image on {self.depth_topic}: {exc}")
             return
-        self.depth_sync.add_depth(DepthFrame(header, depth, stamp_ns(header)))
+        self.depth_sync.add_depth(DepthFrame(header, depth, stamp_ns(header), self.node.now_ns()))
 
     def _invalid_depth(self, reason: str) -> None:
         self.stats.count("invalid_depth")
@@ -159,4 +159,4 @@ class SensorInput:
             self.log.warning("invalid_camera_info",
                              f"skipping camera_info on {self.node.resolve_topic_name('camera_info')}: {exc}")
             return
-        self.depth_sync.add_info(stamp_ns(msg.header), intr)
+        self.depth_sync.add_info(stamp_ns(msg.header), intr, self.node.now_ns())

@@ -17,24 +17,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..errors import InvalidInputError
+from ..messages.outputs import track_status
 from ..results import SegmentationResult
+from ..tracking.tracker import TRACKERS_BY_PROFILE, tracker_id  # noqa: F401 (re-exported)
 from . import outputs as out
-from .inputs import DepthFrame, Frame
+from .inputs import DepthSource, Frame
 from .processing import Processor, _is_oom, free_accelerator_memory
 
 __all__ = ["TRACKERS_BY_PROFILE", "TrackRunner", "tracker_id"]
 
-#: tracker_model '' follows the model profile
-TRACKERS_BY_PROFILE = {"default": "facebook/sam2.1-hiera-tiny", "large": "facebook/sam2.1-hiera-base-plus",
-                       "tiny-random": "tiny-random"}
-
-
-def tracker_id(tracker_model: str, profile: str) -> str:
-    """The tracker to load: the parameter when set, else the one that goes with the model profile."""
-    return tracker_model.strip() or TRACKERS_BY_PROFILE.get(profile, TRACKERS_BY_PROFILE["default"])
 
 
 class TrackRunner:
@@ -63,7 +55,7 @@ class TrackRunner:
         """Build the tracker (loading its model) if not done yet; raises what loading raises."""
         if self.tracker is not None:
             return
-        from ..tracking import ReferringTracker, RegroundPolicy, RegroundSettings
+        from ..tracking import ReferringTracker, RegroundPolicy
 
         try:
             model = self._load()
@@ -71,25 +63,27 @@ class TrackRunner:
             self.load_error = f"cannot load the tracker: {type(exc).__name__}: {str(exc)[:300]}"
             raise
         self.load_error = None
+        policy = RegroundPolicy(self.reground_settings())
         s = self.setting
-        policy = RegroundPolicy(RegroundSettings(lost_threshold=float(s("lost_threshold")),
-                                                 lost_frames=int(s("lost_frames")),
-                                                 reground_period=float(s("reground_period"))))
         self.tracker = ReferringTracker(self.processor.segmenter, model, policy,
                                         background=bool(s("background_regrounding")),
                                         segment_overrides=self.processor.overrides(),
                                         segmenter_lock=self.processor.lock)
 
+    def reground_settings(self):
+        """The policy's settings from the node's parameters (limits in frames and in seconds)."""
+        from ..tracking import RegroundSettings
+
+        s = self.setting
+        return RegroundSettings(lost_threshold=float(s("lost_threshold")), lost_frames=int(s("lost_frames")),
+                                reground_period=float(s("reground_period")), lost_seconds=float(s("lost_seconds")),
+                                reground_period_frames=int(s("reground_period_frames")))
+
     def apply_settings(self) -> None:
         """Parameters changed at run time: policy thresholds and the grounding overrides."""
         if self.tracker is None:
             return
-        from ..tracking import RegroundSettings
-
-        s = self.setting
-        self.tracker.policy.settings = RegroundSettings(lost_threshold=float(s("lost_threshold")),
-                                                        lost_frames=int(s("lost_frames")),
-                                                        reground_period=float(s("reground_period")))
+        self.tracker.policy.settings = self.reground_settings()
         self.tracker.segment_overrides = self.processor.overrides()
 
     def stop(self) -> None:
@@ -105,9 +99,11 @@ class TrackRunner:
         self._grounding = None
 
     # ------------------------------------------------------------------------------------------
-    def run(self, frame: Frame, expression: str, trigger: str, depth: DepthFrame | None,
-            intrinsics, dropped: int) -> out.Outcome:
-        """One frame of the track: ``start`` for a new expression (or a new frame size), else ``update``."""
+    def run(self, frame: Frame, expression: str, trigger: str, depth: DepthSource | None, dropped: int) -> out.Outcome:
+        """One frame of the track: ``start`` for a new expression (or a new frame size), else ``update``.
+
+        The policy's limits in seconds run on the image stamps (the arrival time for unstamped frames).
+        """
         t0 = time.perf_counter()
         proc = self.processor
         if self.tracker is None and self.load_error is not None and trigger != "expression":
@@ -119,7 +115,8 @@ class TrackRunner:
             trk = self.tracker
             restart = (trigger == "expression" or trk.expression != expression
                        or trk.frame_size != tuple(frame.rgb.shape[:2]))
-            tr = trk.start(frame.rgb, expression) if restart else trk.update(frame.rgb)
+            when = (frame.stamp_ns if frame.stamp_ns > 0 else frame.received_ns) / 1e9
+            tr = trk.start(frame.rgb, expression, when) if restart else trk.update(frame.rgb, when)
         except InvalidInputError as exc:  # a bad frame: the track (and the node) go on
             return proc.failure(frame.header, expression, out.INVALID_IMAGE, str(exc), frame,
                                 time.perf_counter() - t0, dropped)
@@ -130,57 +127,31 @@ class TrackRunner:
             else:
                 status, msg = out.MODEL_ERROR, f"tracking failed: {type(exc).__name__}: {str(exc)[:300]}"
             return proc.failure(frame.header, expression, status, msg, frame, time.perf_counter() - t0, dropped)
-        seconds = time.perf_counter() - t0
-        return self._outcome(frame, tr, seconds, depth, intrinsics, dropped)
+        o = self._outcome(frame, tr, time.perf_counter() - t0, depth, dropped)
+        o.processing_time = time.perf_counter() - t0
+        o.latency = proc.latency(frame, o.processing_time)  # after the 3-D step
+        return o
 
-    def _outcome(self, frame: Frame, tr, seconds: float, depth, intrinsics, dropped: int) -> out.Outcome:
+    def _outcome(self, frame: Frame, tr, seconds: float, depth, dropped: int) -> out.Outcome:
         proc = self.processor
         g = tr.grounding
-        if g is not None:  # IteRPrimE ran (or, in the background, landed) on this frame
+        # IteRPrimE ran (or, in the background, landed) on this frame; a failed re-grounding that left the
+        # track running (source 'tracking') does not replace the grounding the track was seeded from
+        if g is not None and (tr.source != "tracking" or g.found):
             self._grounding = g
             self._grounding_status = proc.classify(g)
-        base = self._grounding
         size = (int(frame.rgb.shape[1]), int(frame.rgb.shape[0]))
-        if tr.source == "grounding" and g is not None and not tr.lost and self._grounding_status[0] == out.OK:
-            status, message, result = out.OK, "", g
-        elif tr.source == "grounding" and g is not None:
-            status, message = self._grounding_status
-            if status == out.OK:  # found, yet the tracker could not take the mask
-                status, message = out.LOST, "the grounding's mask did not seed a track"
-            result = g  # its mask is the fallback guess: the outputs never publish it as the target
-        elif base is not None and self._grounding_status[0] == out.LOW_CONFIDENCE:
-            status, message = self._grounding_status  # a track seeded by a low-confidence grounding
-            result = self._as_result(tr, base, frame)
-        elif tr.lost:
-            status = out.LOST
-            message = ("no track: the last grounding found nothing; re-grounding after lost_frames"
-                       if tr.source == "none" else
-                       (f"object score {tr.object_score:.2f} < lost_threshold {float(self.setting('lost_threshold')):g}"
-                        if tr.object_score is not None and tr.object_score < float(self.setting("lost_threshold"))
-                        else "the tracked mask is empty"))
-            result = self._as_result(tr, base, frame)
-        else:
-            status, message, result = out.OK, "", self._as_result(tr, base, frame)
+        status, message, result = track_status(tr, self._grounding, self._grounding_status,
+                                               float(self.setting("lost_threshold")))
         o = out.Outcome(frame.header, tr.expression, status, message, result, None, seconds,
                         proc.latency(frame, seconds), dropped, size)
-        o.target_frame = str(self.setting("target_frame"))
+        target_frame = str(self.setting("target_frame"))  # read once per job: label and transform agree
+        o.target_frame = target_frame
         o.source = tr.source
         o.object_score = tr.object_score
         o.frames_since_grounding = tr.frames_since_grounding
         o.extra.update(reground_reason=tr.reground_reason, grounding_pending=bool(tr.grounding_pending),
                        grounding_applied=g is not None)
         if status == out.OK:
-            proc.add_3d(o, frame, depth, intrinsics)
+            proc.add_3d(o, frame, depth, target_frame)
         return o
-
-    @staticmethod
-    def _as_result(tr, base: SegmentationResult | None, frame: Frame) -> SegmentationResult:
-        """A tracked frame as a SegmentationResult: the tracker's mask, the grounding's words and scores."""
-        return SegmentationResult(
-            expression=tr.expression, mask=tr.mask, score=float(base.score) if base is not None else 0.0,
-            bbox=tr.bbox, centroid=tr.centroid, heatmap=np.zeros((0, 0), np.float32),  # no Grad-CAM on this frame
-            primary_word=base.primary_word if base is not None else None,
-            kept_tokens=list(base.kept_tokens) if base is not None else [],
-            rounds=base.rounds if base is not None else 0,
-            match_probs=list(base.match_probs) if base is not None else [],
-            found=not tr.lost, timings=dict(tr.timings))

@@ -10,8 +10,9 @@ Rules (tested in tests/ros/test_ros_worker.py without DDS):
   ``max_frame_age`` seconds old. Without such a frame the expression waits up to ``max_frame_age`` for
   one, then is answered with a failure (``no_frame`` / ``frame_too_old``) instead of silently never.
 - **continuous**: every new frame (at most ``max_rate_hz``) with the active expression; frames older than
-  ``max_frame_age`` are skipped as stale. **track** schedules like continuous (the expression's first
-  job grounds, every further frame is tracked: ``ros.track``).
+  ``max_frame_age`` are skipped as stale. **track** schedules like continuous at its own cap
+  ``track_rate_hz`` (default 0: every frame the tracker can take; the expression's first job grounds,
+  every further frame is tracked: ``ros.track``).
 - A new expression pre-empts the old one (``generation``); results of superseded jobs are discarded.
 - Accounting: a frame replaced before the worker took it counts as ``dropped`` only when the worker was
   busy AND the rate cap would have allowed processing it (the model is slower than the stream);
@@ -25,12 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..messages.outputs import FRAME_TOO_OLD, NO_FRAME  # answered by the scheduler itself
 from .inputs import Frame
 
-__all__ = ["Job", "Scheduler", "Worker"]
-
-NO_FRAME = "no_frame"
-FRAME_TOO_OLD = "frame_too_old"
+__all__ = ["FRAME_TOO_OLD", "NO_FRAME", "Job", "Scheduler", "Worker"]
 
 
 @dataclass
@@ -88,8 +87,12 @@ class Scheduler:
     def _wants_frames(self) -> bool:
         return self.setting("mode") in ("continuous", "track") and self.active_expression is not None
 
+    def _rate(self) -> float:
+        """The cap of the current mode: track_rate_hz in track mode, max_rate_hz otherwise (0 = none)."""
+        return float(self.setting("track_rate_hz" if self.setting("mode") == "track" else "max_rate_hz"))
+
     def _rate_allows(self, now: float, rate: float | None = None) -> bool:
-        rate = float(self.setting("max_rate_hz")) if rate is None else rate
+        rate = self._rate() if rate is None else rate
         return rate <= 0 or now - self._last_start >= 1.0 / rate
 
     def put_frame(self, header: Any, rgb, stamp: int) -> str | None:
@@ -162,7 +165,7 @@ class Scheduler:
                 return Job(None, p.text, p.generation, "expression", (FRAME_TOO_OLD, msg)), 0.0
             return None, (max(0.001, max_age - waited) if max_age > 0 else 0.5)
         if self._wants_frames() and frame is not None and frame.seq > self._taken_seq:
-            rate = float(self.setting("max_rate_hz"))  # read once: it may change between two reads
+            rate = self._rate()  # read once: it may change between two reads
             if not self._rate_allows(now, rate):
                 return None, max(0.001, 1.0 / rate - (now - self._last_start))
             self._taken_seq = frame.seq

@@ -6,13 +6,21 @@ grounding (a full IteRPrimE run) is what ties the mask to the expression, and co
 
 - ``"new_expression"``: a new referring expression was given (`expression_changed`);
 - ``"lost"``: the tracker's object score stayed below ``lost_threshold`` for ``lost_frames``
-  consecutive frames (target occluded, out of view, or the track failed), or there has been no track
-  (grounding found nothing) for that many frames;
-- ``"period"``: ``reground_period`` seconds passed since the last grounding was applied (re-anchors a
-  track that drifted onto a neighbour while staying confident); 0 disables it.
+  consecutive frames, or for ``lost_seconds`` seconds (from the first lost frame of the run to the
+  current one; 0 disables the time limit), whichever comes first (target occluded, out of view, or the
+  track failed), or there has been no track (grounding found nothing) for that long;
+- ``"period"``: ``reground_period`` seconds, or ``reground_period_frames`` frames, passed since the last
+  grounding was applied (re-anchors a track that drifted onto a neighbour while staying confident);
+  0 disables either limit.
 
-Priority when several hold: new_expression > lost > period. The clock is injectable (tests drive it
-by hand); it must be monotonic seconds.
+Frames and seconds differ as soon as the tracker is slower than the camera: at 30 Hz 15 frames are
+0.5 s, at the 0.16 frames per second of SAM 2.1 hiera-tiny on a 2-core CPU they are 90 s. The limits in
+seconds keep their meaning at any rate.
+
+Priority when several hold: new_expression > lost > period. Time is the clock's (injectable; tests
+drive it by hand; monotonic seconds), or the ``now`` given to :meth:`~RegroundPolicy.observe` /
+:meth:`~RegroundPolicy.due` / :meth:`~RegroundPolicy.grounded` (the stream's own time, e.g. image
+stamps in seconds, so a replayed recording behaves as it did live).
 """
 from __future__ import annotations
 
@@ -39,11 +47,15 @@ class RegroundSettings:
         reground_period: seconds between periodic re-groundings; 0 disables them. A grounding costs
             ~12-15 s on a 2-core CPU with the default models, so periods below that keep the grounding
             busy all the time.
+        lost_seconds: seconds a lost run may last before a re-grounding (0 = frames only).
+        reground_period_frames: frames between periodic re-groundings (0 = seconds only).
     """
 
     lost_threshold: float = 0.0
     lost_frames: int = 15
     reground_period: float = 30.0
+    lost_seconds: float = 0.0
+    reground_period_frames: int = 0
 
     def __post_init__(self):
         if not math.isfinite(self.lost_threshold):
@@ -52,6 +64,10 @@ class RegroundSettings:
             raise ValueError("lost_frames must be >= 1")
         if not math.isfinite(self.reground_period) or self.reground_period < 0:
             raise ValueError("reground_period must be >= 0 seconds (0 disables periodic re-grounding)")
+        if not math.isfinite(self.lost_seconds) or self.lost_seconds < 0:
+            raise ValueError("lost_seconds must be >= 0 (0 = count frames only)")
+        if int(self.reground_period_frames) < 0:
+            raise ValueError("reground_period_frames must be >= 0 (0 = seconds only)")
 
 
 class RegroundPolicy:
@@ -73,8 +89,13 @@ class RegroundPolicy:
         self.settings = base
         self.clock = clock
         self._lost_run = 0
+        self._lost_since: float | None = None  # time of the first lost frame of the current run
         self._last_grounding: float | None = None
+        self._frames_since_grounding = 0
         self._new_expression = False
+
+    def _now(self, now: float | None) -> float:
+        return self.clock() if now is None else float(now)
 
     @property
     def lost_run(self) -> int:
@@ -89,28 +110,43 @@ class RegroundPolicy:
         """A new expression arrived: the next `due()` answers 'new_expression'."""
         self._new_expression = True
 
-    def observe(self, object_score: float | None) -> bool:
+    def observe(self, object_score: float | None, now: float | None = None) -> bool:
         """Record one tracked frame's object score (None: no track). Returns whether it counted as lost."""
         lost = self.is_lost(object_score)
-        self._lost_run = self._lost_run + 1 if lost else 0
+        self._frames_since_grounding += 1
+        if lost:
+            if self._lost_run == 0:
+                self._lost_since = self._now(now)
+            self._lost_run += 1
+        else:
+            self._lost_run, self._lost_since = 0, None
         return lost
 
     def grounded(self, now: float | None = None) -> None:
         """A grounding result was applied (found or not): restart the lost count and the period."""
-        self._lost_run = 0
+        self._lost_run, self._lost_since = 0, None
+        self._frames_since_grounding = 0
         self._new_expression = False
-        self._last_grounding = self.clock() if now is None else now
+        self._last_grounding = self._now(now)
 
-    def seconds_since_grounding(self) -> float | None:
-        return None if self._last_grounding is None else self.clock() - self._last_grounding
+    def seconds_since_grounding(self, now: float | None = None) -> float | None:
+        return None if self._last_grounding is None else self._now(now) - self._last_grounding
 
-    def due(self) -> str | None:
+    def lost_seconds(self, now: float | None = None) -> float:
+        """Seconds since the first frame of the current lost run (0 when not lost)."""
+        return 0.0 if self._lost_since is None else max(0.0, self._now(now) - self._lost_since)
+
+    def due(self, now: float | None = None) -> str | None:
         """Why a grounding should run now ('new_expression' / 'lost' / 'period'), or None."""
+        st = self.settings
         if self._new_expression:
             return NEW_EXPRESSION
-        if self._lost_run >= self.settings.lost_frames:
+        if self._lost_run >= st.lost_frames or (
+                self._lost_run > 0 and st.lost_seconds > 0 and self.lost_seconds(now) >= st.lost_seconds):
             return LOST
-        period = self.settings.reground_period
-        if period > 0 and self._last_grounding is not None and self.clock() - self._last_grounding >= period:
-            return PERIOD
+        if self._last_grounding is not None:
+            if st.reground_period > 0 and self._now(now) - self._last_grounding >= st.reground_period:
+                return PERIOD
+            if st.reground_period_frames > 0 and self._frames_since_grounding >= st.reground_period_frames:
+                return PERIOD
         return None

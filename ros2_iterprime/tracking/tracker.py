@@ -8,7 +8,8 @@
 `start` runs the full IteRPrimE pipeline (`ReferringSegmenter.set_image` + `segment`) on its frame;
 when it finds the object (``found``), the selected mask (original resolution) seeds a streaming
 SAM 2 / EdgeTAM session as a mask prompt on that frame. A fallback mask (``found`` False) never seeds
-the tracker: the result is reported as lost, with no track. `update` then costs one tracker step per
+the tracker: for a new expression the result is reported as lost, with no track; a lost or periodic
+re-grounding that finds nothing keeps the running track (it says nothing against it). `update` then costs one tracker step per
 frame (image encoder + memory attention + mask decoder + memory encoder), and a `RegroundPolicy`
 decides when to ground again (new expression, object lost for N frames, period).
 
@@ -44,6 +45,16 @@ from .policy import NEW_EXPRESSION, RegroundPolicy
 from .session import StreamingSession
 
 LOG = logging.getLogger(__name__)
+
+#: the tracker that goes with each model profile (node parameter tracker_model '', `bag --track`)
+TRACKERS_BY_PROFILE = {"default": "facebook/sam2.1-hiera-tiny", "large": "facebook/sam2.1-hiera-base-plus",
+                       "tiny-random": "tiny-random"}
+
+
+def tracker_id(tracker_model: str, profile: str) -> str:
+    """The tracker to load: ``tracker_model`` when set, else the one that goes with the model profile."""
+    return tracker_model.strip() or TRACKERS_BY_PROFILE.get(profile, TRACKERS_BY_PROFILE["default"])
+
 
 GROUNDING = "grounding"
 TRACKING = "tracking"
@@ -177,6 +188,8 @@ class ReferringTracker:
         self._frame_size: tuple[int, int] | None = None
         self._next_index = 0
         self._grounded_index: int | None = None
+        self._pending_expression: str | None = None
+        self._now: float | None = None  # the current frame's time (s) for the policy, or None: its clock
         self.last_grounding_error: BaseException | None = None
 
     # state ---------------------------------------------------------------------------------------
@@ -198,13 +211,16 @@ class ReferringTracker:
         return self._pending is not None
 
     # API -----------------------------------------------------------------------------------------
-    def start(self, image, expression: str) -> TrackResult:
+    def start(self, image, expression: str, stamp: float | None = None) -> TrackResult:
         """Ground `expression` on `image` (full IteRPrimE) and seed the tracker with its mask.
 
         Any running background grounding is waited for and discarded. The stream's frame size is
-        this image's. Raises InvalidInputError for an unusable image or an empty expression.
+        this image's. ``stamp``: the frame's time in seconds (e.g. its header stamp) for the policy's
+        limits in seconds; None uses the policy's clock. Raises InvalidInputError for an unusable image
+        or an empty expression.
         """
         t0 = time.perf_counter()
+        self._now = stamp
         text = clean_expression(expression)
         rgb = self._validate_frame(image, check_size=False)
         self._drain_pending()
@@ -226,20 +242,21 @@ class ReferringTracker:
         if self.background:
             self._drop_track()  # the old track is another object: report no track until grounded
 
-    def update(self, image) -> TrackResult:
+    def update(self, image, stamp: float | None = None) -> TrackResult:
         """Process the next frame of the stream: track it, re-grounding when the policy says so.
 
-        A bad frame raises InvalidInputError and leaves the track untouched (the next good frame
-        continues it).
+        ``stamp`` as for :meth:`start`. A bad frame raises InvalidInputError and leaves the track
+        untouched (the next good frame continues it).
         """
         t0 = time.perf_counter()
+        self._now = stamp
         if self._frame_size is None or self._expression is None:
             raise NotTrackingError("call start(image, expression) before update()")
         rgb = self._validate_frame(image, check_size=True)
         timings = {"validate": time.perf_counter() - t0}
         idx = self._take_index()
         applied = self._collect_background(timings)
-        reason = self.policy.due()
+        reason = self.policy.due(self._now)
         started = None
         if reason is not None and self._pending is None:
             if not self.background:
@@ -306,10 +323,17 @@ class ReferringTracker:
             out = self.session.seed(rgb, g.mask, frame_index=idx, vision_features=self._shared_features(rgb))
             timings.update(out.timings)
             score, mask, self._grounded_index = out.object_score, g.mask, idx
+        elif reason != NEW_EXPRESSION and self.session.seeded:
+            # a failed re-grounding (lost / period) says nothing against the track: keep following it
+            self.policy.grounded(self._now)
+            res = self._track(rgb, idx, timings)
+            res.grounding, res.reground_reason = g, reason
+            res.timings["total"] = time.perf_counter() - t0
+            return res
         else:
             self._drop_track()
             mask = np.zeros(rgb.shape[:2], bool)
-        self.policy.grounded()
+        self.policy.grounded(self._now)
         bbox, centroid = mask_bbox_centroid(mask)
         timings["total"] = time.perf_counter() - t0
         return TrackResult(self._expression, idx, mask, bbox, centroid, score, lost=score is None,
@@ -325,7 +349,7 @@ class ReferringTracker:
 
     def _track(self, rgb: np.ndarray, idx: int, timings: dict) -> TrackResult:
         if not self.session.seeded:
-            self.policy.observe(None)
+            self.policy.observe(None, self._now)
             mask = np.zeros(rgb.shape[:2], bool)
             return TrackResult(self._expression, idx, mask, None, None, None, lost=True, source=NONE,
                                frames_since_grounding=None, timings=timings)
@@ -333,7 +357,7 @@ class ReferringTracker:
         timings.update(out.timings)
         # an empty mask is lost whatever the score (SAM 2 blanks its mask when its own logit is <= 0,
         # so a lost_threshold below 0 would otherwise report "found" with nothing to act on)
-        lost = self.policy.observe(out.object_score if out.mask.any() else None)
+        lost = self.policy.observe(out.object_score if out.mask.any() else None, self._now)
         mask = np.zeros_like(out.mask) if lost else out.mask
         bbox, centroid = mask_bbox_centroid(mask)
         return TrackResult(self._expression, idx, mask, bbox, centroid, out.object_score, lost=lost,
@@ -355,19 +379,21 @@ class ReferringTracker:
             return _Grounding(expression, snapshot, idx, g, reason, time.perf_counter() - t)
 
         self._pending = self._executor.submit(job)
+        self._pending_expression = expression
 
     def _collect_background(self, timings: dict) -> SegmentationResult | None:
         """Apply a finished background grounding (re-seed on its snapshot frame); returns its result."""
         fut = self._pending
         if fut is None or not fut.done():
             return None
-        self._pending = None
+        self._pending, expression, self._pending_expression = None, self._pending_expression, None
         try:
             job: _Grounding = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed grounding must not end tracking
             LOG.error("background grounding failed: %s: %s", type(exc).__name__, exc)
             self.last_grounding_error = exc
-            self.policy.grounded()  # retry after lost_frames / the period, not on every frame
+            if expression == self._expression:  # an old expression's failure leaves the new one's trigger
+                self.policy.grounded(self._now)  # retry after lost_frames / the period, not on every frame
             return None
         if job.expression != self._expression:
             return None  # superseded by a newer expression; policy still asks for that one
@@ -376,15 +402,16 @@ class ReferringTracker:
             self.session.seed(job.rgb, job.result.mask, frame_index=job.frame_index,
                               vision_features=self._shared_features(job.rgb))
             self._grounded_index = job.frame_index
-        else:
+        elif job.reason == NEW_EXPRESSION or not self.session.seeded:
             self._drop_track()
-        self.policy.grounded()
+        # else: a failed lost / periodic re-grounding keeps the track it was meant to check
+        self.policy.grounded(self._now)
         timings["grounding_background"] = job.seconds
         timings["reseed"] = time.perf_counter() - t
         return job.result
 
     def _drain_pending(self) -> None:
-        fut, self._pending = self._pending, None
+        fut, self._pending, self._pending_expression = self._pending, None, None
         if fut is not None:
             try:
                 fut.result()

@@ -419,7 +419,26 @@ def fake_hub(hub, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Api)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    from ros2_iterprime.models import checkpoints
+
+    monkeypatch.setattr(checkpoints, "hub_unreachable", lambda timeout_s=5.0: None)  # the fake hub is "up"
     return fetched
+
+
+def test_an_unreachable_hub_fails_the_fetch_at_once(monkeypatch):
+    """No ~30 s of huggingface_hub retries on a machine without internet: one quick check, one error."""
+    import time
+
+    from ros2_iterprime.models import checkpoints
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed local port: no network touched
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "ENDPOINT", "http://127.0.0.1:9")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match="unreachable"):
+        checkpoints.fetch("Salesforce/blip-itm-base-coco")
+    assert time.monotonic() - t0 < 10
 
 
 def test_download_fetches_the_published_weight_format_and_verifies(fake_hub, tmp_path, capsys):

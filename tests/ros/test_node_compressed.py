@@ -28,7 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
-from ros2_iterprime.compressed_image import (  # noqa: E402
+from ros2_iterprime.messages.compressed import (  # noqa: E402
     compressed_format,
     decode_compressed,
     encode_compressed,

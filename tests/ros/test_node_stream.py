@@ -1,7 +1,7 @@
 """Real-DDS tests of the node's frame policy and start-up failure.
 
 * A 30 Hz 640x480 stream while the model is slow (continuous mode, 'automatic' SAM proposals with a
-  64x64 point grid on tiny-random: a real knob, ~0.4 s per frame on 2 CPU cores): the node processes only the newest frame, so the
+  32x32 point grid on tiny-random: a real knob, ~0.3-1.5 s per frame on 2 shared CPU cores): the node processes only the newest frame, so the
   delay from a frame's stamp to its result stays bounded by about two model runs instead of growing
   with the stream (no backlog), stops promptly when the stream stops, and counts the dropped frames.
 * A model that cannot be loaded: one clear error naming the model and how to fetch it, exit code != 0.
@@ -33,8 +33,10 @@ RATE_HZ = 30.0
 
 def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
     domain = rh.pick_domain_id()
+    # max_frame_age 0: on a loaded machine a run can outlast the stream by more than the default 2 s, and the
+    # newest frame must still be processed once (not skipped as stale) for "stops promptly" to be checked
     node = rh.NodeProcess(domain, params={"mode": "continuous", "max_rate_hz": 0.0, "proposals": "automatic",
-                                          "points_per_side": 64, "use_depth": "false"})
+                                          "points_per_side": 32, "use_depth": "false", "max_frame_age": 0.0})
     c = rh.RosClient(domain)
     try:
         node.wait_ready()
@@ -63,7 +65,8 @@ def test_30hz_stream_with_slow_model_has_bounded_delay_and_counts_drops():
 
         # results still running when the stream stopped come in within one model run
         time.sleep(0.5)
-        c.wait_for(lambda: len(c.received[f"{NS}/result_json"]) >= 3, 30, "3 results")
+        # a loaded machine (other jobs on the 2 cores) can make each run several seconds: wait for that
+        c.wait_for(lambda: len(c.received[f"{NS}/result_json"]) >= 3, 180, "3 results")
         results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
         proc = max(r["processing_time"] for r in results)
         time.sleep(2 * proc + 1.5)
@@ -123,8 +126,15 @@ def test_unloadable_model_logs_one_clear_error_and_exits_nonzero(params, named):
 
 
 def test_rate_cap_is_not_reported_as_a_slow_model():
-    """Continuous mode at max_rate_hz 2 with a fast model on a 30 Hz stream: frames skipped to keep the
-    cap are counted as rate-limited, never as dropped, and the slow-model warning does not fire."""
+    """Continuous mode with a rate cap well below the model's speed on a 30 Hz stream: frames skipped to keep
+    the cap are counted as rate-limited, never as dropped, and the slow-model warning does not fire.
+
+    Robust to a loaded machine: the cap is set from the measured warm-up run (at most 2 Hz, and at least 4x
+    the model's time per frame), and a frame may only ever count as dropped while a run longer than the cap
+    period was in progress (the definition of "dropped"), which is checked result by result."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
     domain = rh.pick_domain_id()
     node = rh.NodeProcess(domain, params={"mode": "continuous", "max_rate_hz": 2.0, "use_depth": "false",
                                           "diagnostics_period": 0.2})
@@ -139,6 +149,19 @@ def test_rate_cap_is_not_reported_as_a_slow_model():
         img_pub.publish(msg)
         expr_pub.publish(String(data="the cup"))
         c.wait_for(lambda: c.received[f"{NS}/result_json"], 60, "the warm-up result")
+        for _ in range(2):  # two more single frames: the model's time per frame on this machine now
+            n_before = len(c.received[f"{NS}/result_json"])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(c.now_ns(), 1_000_000_000)
+            img_pub.publish(msg)
+            c.wait_for(lambda: len(c.received[f"{NS}/result_json"]) > n_before, 60, "a warm-up result")
+            time.sleep(0.6)
+        warm_runs = [json.loads(m.data)["processing_time"] for m in c.received[f"{NS}/result_json"][1:]]
+        cap = max(0.25, min(2.0, 1.0 / (4.0 * max(warm_runs))))
+        cli = c.node.create_client(SetParameters, f"{NS}/set_parameters")
+        assert cli.wait_for_service(timeout_sec=20)
+        fut = cli.call_async(SetParameters.Request(parameters=[Parameter("max_rate_hz", value=cap).to_parameter_msg()]))
+        c.wait_for(lambda: fut.done(), 20, "set_parameters")
+        assert fut.result().results[0].successful
         time.sleep(1.0)
         warm = json.loads(c.received[f"{NS}/result_json"][-1].data)["dropped_frames"]
         log_from = len(node.log())
@@ -150,22 +173,22 @@ def test_rate_cap_is_not_reported_as_a_slow_model():
             img_pub.publish(msg)
             n += 1
             time.sleep(max(0.0, t0 + n / RATE_HZ - time.monotonic()))
-        time.sleep(1.0)
+        time.sleep(max(1.0, 2.0 / cap))
         results = [json.loads(m.data) for m in c.received[f"{NS}/result_json"]]
     finally:
         c.close()
         code = node.stop()
     log = node.log()
     assert code == 0 and "Traceback" not in log, log[-3000:]
-    assert 3 <= len(results) <= 2 * 5 + 2, len(results)  # about 2 Hz over ~4 s
-    times = sorted(r["processing_time"] for r in results)
-    assert times[len(times) // 2] < 0.5, f"the model must be faster than the cap here: {times}"
-    # a frame is dropped only when a run outlasts the cap's period (0.5 s): on a quiet machine never; on a
-    # loaded CI machine a slow run may drop the frames that came in while it overran, and no others
-    overruns = [t - 0.5 for t in times if t > 0.5]
-    dropped = results[-1]["dropped_frames"] - warm
-    if not overruns:
-        assert dropped == 0
-        assert "slower than the image stream" not in log[log_from:]
-    else:
-        assert 0 <= dropped <= sum(int(o * RATE_HZ) + 2 for o in overruns), (dropped, times)
+    assert 2 <= len(results) <= cap * 5 + 2, (len(results), cap)  # never faster than the cap
+    period = 1.0 / cap
+    drops = [results[0]["dropped_frames"] - warm] + [b["dropped_frames"] - a["dropped_frames"]
+                                                      for a, b in zip(results, results[1:])]
+    slow_runs = [r["processing_time"] > 0.5 * period for r in results]
+    for i, d in enumerate(drops):  # drops counted in result i happened during the run before it
+        assert d >= 0
+        if d > 0:
+            assert i > 0 and slow_runs[i - 1], (f"frames counted as dropped while the model kept the cap "
+                                                f"(runs {[r['processing_time'] for r in results]}, cap {cap:g} Hz)")
+    if not any(slow_runs):
+        assert sum(drops) == 0 and "slower than the image stream" not in log[log_from:]

@@ -152,14 +152,13 @@ def test_lookup_failures_are_reasons_not_exceptions():
     assert TargetFrameLookup(buffer=FakeBuffer()).lookup("base_link", _header(frame=""), 0.1)[0] is None
 
 
-def test_without_tf2_the_reason_says_so():
-    try:
-        import tf2_ros  # noqa: F401
-        pytest.skip("tf2_ros is installed here")  # pragma: no cover - real ROS 2 installs
-    except ImportError:
-        pass
-    lk = TargetFrameLookup(node=None)
-    assert not lk.available and "tf2_ros" in lk.unavailable_reason
+def test_without_tf2_the_reason_says_so(monkeypatch):
+    import ros2_iterprime.ros.tf as tfmod
+
+    monkeypatch.setattr(tfmod, "_tf2_ros", lambda: None)
+    monkeypatch.setattr(tfmod, "_tf_message_type", lambda: None)
+    lk = TargetFrameLookup(node=object())
+    assert not lk.available and "tf2_ros" in lk.unavailable_reason and "tf2_msgs" in lk.unavailable_reason
     assert lk.lookup("base_link", _header(), 0.1) == (None, lk.unavailable_reason)
 
 
@@ -185,11 +184,11 @@ def test_a_tracker_that_cannot_load_is_retried_per_expression_not_per_frame():
     proc = Processor(None, settings.__getitem__, lambda: 0)
     runner = TrackRunner(proc, settings.__getitem__, load)
     frame = Frame(_header(), np.zeros((H, W, 3), np.uint8), 0, 1)
-    first = runner.run(frame, "the box", "expression", None, None, 0)
+    first = runner.run(frame, "the box", "expression", None, 0)
     assert first.status == out.MODEL_ERROR and "not in the model cache" in first.message
     for _ in range(5):  # stream frames: answered with the reason, no new load attempt
-        o = runner.run(frame, "the box", "stream", None, None, 0)
+        o = runner.run(frame, "the box", "stream", None, 0)
         assert o.status == out.MODEL_ERROR and "cannot load the tracker" in o.message and not o.found
     assert len(calls) == 1
-    runner.run(frame, "the box", "expression", None, None, 0)  # a new expression tries again
+    runner.run(frame, "the box", "expression", None, 0)  # a new expression tries again
     assert len(calls) == 2

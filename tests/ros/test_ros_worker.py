@@ -34,7 +34,7 @@ def header(stamp_s: float):
 
 def make(mode="on_command", rate=0.0, max_age=2.0):
     clock = Clock()
-    settings = {"mode": mode, "max_rate_hz": rate, "max_frame_age": max_age}
+    settings = {"mode": mode, "max_rate_hz": rate, "track_rate_hz": 0.0, "max_frame_age": max_age}
     sch = Scheduler(settings.__getitem__, clock.ns, clock.mono)
     return sch, clock, settings
 
@@ -326,3 +326,101 @@ def test_a_rate_changed_to_zero_between_reads_does_not_kill_scheduling():
         if job is not None:
             sch.done(job)
             put(sch, clock)
+
+
+# ---- issue 14: depth paired after segmentation, the exact stamp waited for, newest on ties
+
+
+def _depth(t, frame="cam", received=None):
+    return DepthFrame(SimpleNamespace(frame_id=frame, stamp=None), np.zeros((2, 2), np.float32), int(t * S),
+                      int((received if received is not None else t) * S))
+
+
+def test_depth_arriving_after_its_colour_frame_is_the_one_paired():
+    """Host-aligned depth (aligned_depth_to_color) comes 5-40 ms after its colour frame: the previous
+    frame's depth (33 ms older, inside the 50 ms slop) must not win."""
+    sync = DepthSync()
+    sync.add_info(int(0.967 * S), "K0")
+    sync.add_depth(_depth(0.967))  # the previous colour frame's depth
+    claim = sync.claim(int(1.0 * S), 0, 0.05)  # the job starts on the colour frame of t = 1.0
+    import threading
+    threading.Timer(0.02, lambda: (sync.add_info(int(1.0 * S), "K1"), sync.add_depth(_depth(1.0)))).start()
+    d, k = claim.get()  # after the model: waits (at most sync_slop) for the exact stamp
+    claim.release()
+    assert d.stamp_ns == int(1.0 * S) and k == "K1"
+
+
+def test_the_wait_ends_early_when_a_later_depth_is_there_and_is_bounded():
+    import time as _t
+    sync = DepthSync()
+    sync.add_depth(_depth(0.98))
+    sync.add_depth(_depth(1.03))  # 15 Hz depth: no exact match; a later one already arrived
+    t0 = _t.monotonic()
+    d, _ = sync.match(int(1.0 * S), 0.05, wait_s=5.0)
+    assert _t.monotonic() - t0 < 1.0 and d.stamp_ns == int(0.98 * S)
+    t0 = _t.monotonic()
+    sync2 = DepthSync()
+    sync2.add_depth(_depth(0.97))
+    d, _ = sync2.match(int(1.0 * S), 0.05, wait_s=0.2)  # nothing later comes: bounded wait
+    assert 0.15 < _t.monotonic() - t0 < 2.0 and d.stamp_ns == int(0.97 * S)
+
+
+def test_newest_on_ties_and_unstamped_streams_pair_by_arrival():
+    sync = DepthSync()
+    sync.add_depth(_depth(0.99))
+    sync.add_depth(_depth(1.01))
+    assert sync.match(int(1.0 * S), 0.05)[0].stamp_ns == int(1.01 * S)  # equally close: the newer
+    un = DepthSync()  # unstamped: every stamp is 0; pair by arrival, not the oldest of the buffer
+    for r in (0.90, 0.933, 0.967, 1.010):
+        un.add_depth(_depth(0.0, received=r))
+    d, _ = un.match(0, 0.05, received_ns=int(1.0 * S))
+    assert d.received_ns == int(1.010 * S)
+
+
+def test_a_claim_keeps_its_depth_through_a_long_model_run():
+    """At 30 Hz the shared buffer keeps 0.5 s; a claim keeps the frame's candidates for as long as the model runs."""
+    sync = DepthSync(keep=15)
+    claim = sync.claim(int(1.0 * S), 0, 0.05)
+    sync.add_depth(_depth(1.0))
+    for i in range(1, 300):  # 10 s of depth at 30 Hz while the model runs
+        sync.add_depth(_depth(1.0 + i / 30))
+    d, _ = claim.get()
+    claim.release()
+    assert d.stamp_ns == int(1.0 * S)
+    assert len(claim.depths) <= 8
+
+
+def test_a_missing_depth_says_whether_it_was_late_or_absent():
+    """No depth in the window: the reason tells a late depth stream (its own had not arrived when the model
+    finished: a starved node, a slow driver) from a stream without one that close (15 Hz depth)."""
+    sync = DepthSync()
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get() == (None, None)
+    assert claim.missing_reason().endswith("no depth image received yet")
+    sync.add_depth(_depth(0.95))
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get()[0] is None
+    why = claim.missing_reason()
+    assert "sync_slop (0.02 s)" in why and "had arrived" in why and "0.050 s older" in why and "late" in why
+    sync.add_depth(_depth(1.0667))  # 15 Hz: the next depth image is 67 ms after this colour frame
+    claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
+    assert claim.get()[0] is None
+    why = claim.missing_reason()
+    assert "none that close" in why and "0.067 s after" in why and "late" not in why
+
+
+def test_track_mode_has_its_own_rate_cap():
+    sch, clock, settings = make("track", rate=2.0)
+    sch.put_expression("cup")
+    put(sch, clock)
+    sch.done(sch.next_job(0))
+    for _ in range(5):  # max_rate_hz 2 does not cap track mode: every new frame is taken at once
+        clock.t += 0.033
+        put(sch, clock)
+        job = sch.next_job(0)
+        assert job is not None
+        sch.done(job)
+    settings["track_rate_hz"] = 10.0
+    clock.t += 0.033
+    put(sch, clock)
+    assert sch.next_job(0) is None  # 33 ms after the last start: 10 Hz cap holds it back

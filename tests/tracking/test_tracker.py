@@ -373,3 +373,114 @@ def test_an_empty_tracked_mask_is_lost_whatever_the_score(tiny_tracker_model, on
     monkeypatch.setattr(tr.session, "track", track)
     r = tr.update(block_frame(1))
     assert r.lost and not r.mask.any() and r.bbox is None and r.object_score == -0.5
+
+
+# ---- issue 14: a failed re-grounding never drops a healthy track; limits in seconds and frames
+
+
+def test_failed_periodic_regrounding_keeps_the_track_inline(tiny_tracker_model, one_thread):
+    clock = FakeClock()
+    seg = ScriptedSegmenter()
+    tr = ReferringTracker(seg, tiny_tracker_model,
+                          RegroundPolicy(lost_threshold=-1e6, reground_period=10.0, lost_frames=1000, clock=clock))
+    tr.start(block_frame(0), "the red block")
+    tr.update(block_frame(1))
+    seg.found = False  # the periodic check finds nothing (a bad frame for the grounding, glare, ...)
+    clock.t += 10.0
+    r = tr.update(block_frame(2))
+    assert r.reground_reason == "period" and r.grounding is not None and not r.grounding.found
+    assert r.source == "tracking" and tr.has_track and r.frames_since_grounding == 2
+    assert len(seg.calls) == 2
+    r = tr.update(block_frame(3))  # the period restarted: no grounding on every frame
+    assert r.source == "tracking" and r.frames_since_grounding == 3 and len(seg.calls) == 2
+
+
+def test_failed_background_regrounding_keeps_the_track(tiny_tracker_model, one_thread):
+    clock = FakeClock()
+    seg = ScriptedSegmenter()
+    tr = ReferringTracker(seg, tiny_tracker_model, RegroundPolicy(lost_threshold=-1e6, reground_period=10.0,
+                                                                  lost_frames=1000, clock=clock), background=True)
+    try:
+        tr.start(block_frame(0), "the red block")
+        seg.found = False
+        clock.t += 10.0
+        assert tr.update(block_frame(1)).grounding_pending
+        tr._pending.result(timeout=30)
+        r = tr.update(block_frame(2))
+        assert r.grounding is not None and not r.grounding.found  # applied, and it found nothing
+        assert r.source == "tracking" and tr.has_track and r.frames_since_grounding == 2
+        assert tr.update(block_frame(3)).reground_reason is None  # period restarted
+    finally:
+        tr.close()
+
+
+class _FailingFor(ScriptedSegmenter):
+    def __init__(self, failing: str, gate):
+        super().__init__(gate=gate)
+        self.failing = failing
+
+    def segment(self, expression, **overrides):
+        if expression == self.failing:
+            assert self.gate.wait(30)
+            raise RuntimeError("grounding crashed")
+        return super().segment(expression, **overrides)
+
+
+def test_a_failed_old_grounding_does_not_clear_a_new_expressions_trigger(tiny_tracker_model, one_thread):
+    clock = FakeClock()
+    gate = threading.Event()
+    seg = _FailingFor("the red block", gate)
+    seg.gate = None
+    tr = ReferringTracker(seg, tiny_tracker_model, RegroundPolicy(lost_threshold=-1e6, reground_period=10.0,
+                                                                  lost_frames=1000, clock=clock), background=True)
+    try:
+        seg.failing = "never"
+        tr.start(block_frame(0), "the red block")
+        seg.failing, seg.gate = "the red block", gate
+        clock.t += 10.0
+        assert tr.update(block_frame(1)).reground_reason == "period"  # old expression, in the background
+        tr.set_expression("the red square")  # arrives while the old grounding still runs
+        gate.set()
+        deadline = time.monotonic() + 30
+        while not tr._pending.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = tr.update(block_frame(2))  # the old grounding's failure is collected here
+        assert r.reground_reason == "new_expression" and r.grounding_pending
+        tr._pending.result(timeout=30)
+        r = tr.update(block_frame(3))
+        assert r.grounding is not None and r.grounding.found and r.expression == "the red square"
+    finally:
+        gate.set()
+        tr.close()
+
+
+def test_lost_limit_in_seconds_and_period_in_frames():
+    clock = FakeClock()
+    p = RegroundPolicy(lost_threshold=0.0, lost_frames=1000, lost_seconds=0.5, reground_period=0,
+                       reground_period_frames=0, clock=clock)
+    p.grounded()
+    p.observe(-1.0)  # first lost frame at t
+    assert p.due() is None
+    clock.t += 0.49
+    p.observe(-1.0)
+    assert p.due() is None
+    clock.t += 0.01
+    assert p.due() == "lost"  # 0.5 s lost, 2 frames (at 4 fps: 15 frames would be 3.75 s)
+    p.grounded()
+    p.observe(1.0)
+    clock.t += 10
+    assert p.due() is None and p.lost_seconds() == 0.0
+    # the stream's own time instead of the clock
+    q = RegroundPolicy(lost_frames=1000, lost_seconds=2.0, reground_period=0, reground_period_frames=3)
+    q.grounded(now=100.0)
+    q.observe(-1.0, now=100.1)
+    assert q.due(now=101.0) is None and q.due(now=102.1) == "lost"
+    q.grounded(now=103.0)
+    for k in range(3):
+        assert q.due(now=103.0 + k) is None
+        q.observe(5.0, now=103.0 + k)
+    assert q.due(now=106.0) == "period"
+    with pytest.raises(ValueError):
+        RegroundPolicy(lost_seconds=-1)
+    with pytest.raises(ValueError):
+        RegroundPolicy(reground_period_frames=-1)

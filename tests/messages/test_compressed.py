@@ -1,4 +1,4 @@
-"""image_transport's compressed / compressedDepth payloads (ros2_iterprime/compressed_image.py).
+"""image_transport's compressed / compressedDepth payloads (ros2_iterprime/messages/compressed.py).
 
 Payloads come from real encoders (PIL's libjpeg-turbo and zlib; the compressedDepth header and the
 32FC1 quantisation as compressed_depth_image_transport's codec.cpp writes them), checked against the
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ros2_iterprime import compressed_image as ci
-from ros2_iterprime.compressed_image import (
+from ros2_iterprime.messages import compressed as ci
+from ros2_iterprime.messages.compressed import (
     CompressedImageError,
     compressed_format,
     decode_compressed,
@@ -30,7 +30,7 @@ from ros2_iterprime.compressed_image import (
     probe,
 )
 
-PHOTO = Path(__file__).resolve().parents[1] / "data" / "coffee.jpg"
+PHOTO = Path(__file__).resolve().parents[2] / "data" / "coffee.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""sensor_msgs/PointCloud2 encoding of the target's cloud (ros2_iterprime/ros/pointcloud2.py), checked
+"""sensor_msgs/PointCloud2 encoding of the target's cloud (ros2_iterprime/messages/pointcloud2.py), checked
 byte for byte with a reader written here from the message definition, and on the real message classes."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from ros2_iterprime.ros import pointcloud2 as pc2
+from ros2_iterprime.messages import pointcloud2 as pc2
 
 # PointField datatype -> struct format (sensor_msgs/msg/PointField.msg)
 STRUCT = {1: "b", 2: "B", 3: "h", 4: "H", 5: "i", 6: "I", 7: "f", 8: "d"}
@@ -61,7 +61,7 @@ def test_real_message_with_the_image_header():
     from std_msgs.msg import Header
 
     header = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_color_optical_frame")
-    msg = pc2.numpy_to_pointcloud2(POINTS, COLORS, header)
+    msg = pc2.numpy_to_pointcloud2(POINTS, COLORS, header, PointCloud2, PointField)
     assert isinstance(msg, PointCloud2) and all(isinstance(x, PointField) for x in msg.fields)
     assert msg.header.frame_id == "camera_color_optical_frame" and msg.header.stamp.sec == 12
     assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_dense) == (1, 3, 16, 48, True)
@@ -101,7 +101,7 @@ def test_module_imports_no_ros_at_import_time():
     import subprocess
     import sys
 
-    code = ("import sys; import ros2_iterprime.ros.pointcloud2, ros2_iterprime.geometry.target; "
+    code = ("import sys; import ros2_iterprime.messages.pointcloud2, ros2_iterprime.messages.image, ros2_iterprime.messages.outputs, ros2_iterprime.geometry.target; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', 'std_msgs', 'torch')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,8 +15,8 @@ colour is 0, its float32 reinterpretation is never NaN or inf (it is a subnormal
 generic tools that check floats for finiteness do not drop it. RViz's PointCloud2 display shows it
 with Color Transformer "RGB8".
 
-Importing this module needs only numpy; :func:`numpy_to_pointcloud2` imports sensor_msgs lazily
-(or takes the message classes). The constants mirror sensor_msgs/msg/PointField.
+Needs only numpy: :func:`numpy_to_pointcloud2` takes the message classes (rclpy's in the node,
+rosbags' in the bag replay). The constants mirror sensor_msgs/msg/PointField.
 """
 from __future__ import annotations
 
@@ -113,12 +113,11 @@ def numpy_to_pointcloud2(points: np.ndarray, colors: np.ndarray | None, header: 
                          msg_cls: Any = None, field_cls: Any = None):
     """(N, 3) points + (N, 3) uint8 colours -> sensor_msgs/PointCloud2 with ``header`` (the image's).
 
-    Imports sensor_msgs.msg.PointCloud2 / PointField lazily unless ``msg_cls`` / ``field_cls`` are given.
+    ``msg_cls`` / ``field_cls``: the PointCloud2 / PointField classes (rclpy's in the node, rosbags' in the
+    bag replay); this module imports no ROS package.
     """
-    if msg_cls is None:
-        from sensor_msgs.msg import PointCloud2 as msg_cls  # noqa: N813 (lazy ROS import)
-    if field_cls is None:
-        from sensor_msgs.msg import PointField as field_cls  # noqa: N813
+    if msg_cls is None or field_cls is None:
+        raise TypeError("msg_cls and field_cls are required (e.g. sensor_msgs.msg.PointCloud2, PointField)")
     fields = pointcloud2_fields(points, colors)
     msg = msg_cls()
     for k, v in fields.items():
