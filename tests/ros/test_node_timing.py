@@ -300,8 +300,9 @@ def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
     """on_command, model 11 s (a CPU grounding), target_frame set AFTER the image was taken: the transform
     at the image stamp is still there (listener since activation, tf_cache_time 120 s).
 
-    A node starved of CPU may have lost the /tf samples around that one stamp (then it must say so, checked
-    by _pose_or_refusal): the request is repeated, at most 3 times, until one result has the transform."""
+    A starved node may have lost that frame's depth or the /tf samples around its stamp (then it must say
+    so, checked by _pose_or_refusal): the request is repeated, at most 5 times, until one result has the
+    transform."""
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
@@ -311,7 +312,9 @@ def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
     rig = None
     answers = []
     try:
-        rig = DdsRig(c, SensorSim(SimConfig(seed=5)))
+        # 15 Hz camera: while the model runs, this node's rclpy executor alone keeps a core busy and drops
+        # 30-70 % of 30 Hz depth images here (measured); the subject is the TF cache, not throughput
+        rig = DdsRig(c, SensorSim(SimConfig(colour_hz=15.0, depth_hz=15.0, seed=5)))
         rig.wait_matched(("image", "depth", "camera_info", "tf", "tf_static"))
         _, expr_pub = c.input_publishers()
         cli = c.node.create_client(SetParameters, f"{NS}/set_parameters")
@@ -323,9 +326,9 @@ def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
             c.wait_for(lambda: fut.done(), 20, "set_parameters")
             assert fut.result().results[0].successful
 
-        rig.start(3 * 14.0 + 5.0)
+        rig.start(5 * 14.0 + 5.0)
         time.sleep(1.0)
-        for _ in range(3):
+        for _ in range(5):
             set_target("")
             expr_pub.publish(String(data="the red box"))  # answered on the newest frame
             time.sleep(0.5)
