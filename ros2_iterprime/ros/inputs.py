@@ -106,8 +106,9 @@ class DepthClaim:
         self.wait_s = max(0.0, float(wait_s))
         self.depths: list[DepthFrame] = []
         self.infos: list[tuple[int, PinholeIntrinsics]] = []
-        #: time of the newest depth received by the end of :meth:`get` (None: no depth at all yet)
+        #: times of the newest and of the closest depth received by the end of :meth:`get` (None: none yet)
         self.newest_seen: int | None = None
+        self.closest_seen: int | None = None
 
     def time_of(self, d: DepthFrame) -> int:
         return d.received_ns if self.by_arrival else d.stamp_ns
@@ -149,7 +150,9 @@ class DepthClaim:
         if dt < 0:
             return (f"{slop}: none with a {what} at or after the image's had arrived {self.wait_s:g} s after the "
                     f"model finished (the newest was {-dt:.3f} s older: the depth stream is late)")
-        return f"{slop}: the depth stream has none that close (the newest depth is {dt:.3f} s after the image)"
+        closest = (self.closest_seen - self.t) / 1e9
+        return (f"{slop}: none that close was received (the closest is {closest:+.3f} s from the image; "
+                f"a 15 Hz depth stream, or a depth image lost on the way)")
 
 
 class DepthSync:
@@ -205,7 +208,9 @@ class DepthSync:
                     break
                 self._cond.wait(left)
             best = min(c.depths, key=lambda d: (abs(c.time_of(d) - c.t), -c.time_of(d)), default=None)
-            c.newest_seen = max((c.time_of(d) for d in (*self._depths, *c.depths)), default=None)
+            seen = [c.time_of(d) for d in (*self._depths, *c.depths)]
+            c.newest_seen = max(seen, default=None)
+            c.closest_seen = min(seen, key=lambda t: (abs(t - c.t), -t), default=None)
             if best is None:
                 return None, None
             t_best = c.time_of(best)

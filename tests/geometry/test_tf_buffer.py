@@ -109,3 +109,19 @@ def test_a_gap_of_lost_samples_is_refused_not_interpolated():
         RigidTransform([0.55, 0, 0], buf.lookup("odom", "base_link", int(0.55 * S)).rotation), 1e-9)
     with pytest.raises(TransformLookupError, match="lost"):
         buf.lookup("odom", "base_link", int(2.0 * S))
+
+
+def test_the_gap_rule_is_not_taught_by_the_gaps_it_detects():
+    """100 Hz /tf to a starved listener: a 1 s loss, then a 0.15 s one. A mean spacing learnt the first
+    loss (then allowing 0.4 s gaps: measured 50 mm off over DDS); the smallest recent spacing does not."""
+    buf = TransformBuffer(10.0)
+    stamps = [k / 100 for k in range(0, 101)] + [k / 100 for k in range(200, 206)] + \
+             [k / 100 for k in range(220, 227)]
+    for t in stamps:
+        buf.set_transform("odom", "base_link", int(t * S), base_at(t))
+    with pytest.raises(TransformLookupError, match="lost"):
+        buf.lookup("odom", "base_link", int(1.5 * S))
+    with pytest.raises(TransformLookupError, match="lost"):
+        buf.lookup("odom", "base_link", int(2.125 * S))  # between 2.05 and 2.20, just after the 1 s loss
+    got = buf.lookup("odom", "base_link", int(2.235 * S))  # between two 10 ms samples: interpolated
+    assert np.allclose(got.translation, base_at(2.235).translation, atol=1e-6)

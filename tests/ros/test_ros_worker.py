@@ -392,7 +392,8 @@ def test_a_claim_keeps_its_depth_through_a_long_model_run():
 
 def test_a_missing_depth_says_whether_it_was_late_or_absent():
     """No depth in the window: the reason tells a late depth stream (its own had not arrived when the model
-    finished: a starved node, a slow driver) from a stream without one that close (15 Hz depth)."""
+    finished: a starved node, a slow driver) from a stream without one that close (15 Hz depth, or one lost
+    on the way), with the closest one received (its own, had it been received, would be 0 s away)."""
     sync = DepthSync()
     claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
     assert claim.get() == (None, None)
@@ -406,7 +407,10 @@ def test_a_missing_depth_says_whether_it_was_late_or_absent():
     claim = sync.claim(int(1.0 * S), 0, 0.02, wait_s=0.0)
     assert claim.get()[0] is None
     why = claim.missing_reason()
-    assert "none that close" in why and "0.067 s after" in why and "late" not in why
+    assert "none that close" in why and "closest is -0.050 s" in why and "late" not in why
+    sync.add_depth(_depth(1.0))  # its own depth, arriving late: the claim (still open) gets it
+    assert claim.get()[0].stamp_ns == int(1.0 * S)
+    claim.release()
 
 
 def test_track_mode_has_its_own_rate_cap():
