@@ -66,8 +66,9 @@ def main(args=None) -> int:
     quiet.install()
     try:
         import rclpy
-        from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+        from rclpy.executors import ExternalShutdownException
 
+        from .executor import NodeExecutor
         from .log import quote
         from .node import SUCCESS, IterPrimeNode
         from .parameters import StartupError
@@ -99,7 +100,7 @@ def main(args=None) -> int:
             raise
         if quiet.fired:
             return 130
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = NodeExecutor(num_threads=4)  # rclpy's, without its busy loop (ros2/rclpy#1452)
         executor.add_node(node)
         if node.setting("autostart"):
             node.autostarting = True

@@ -178,6 +178,9 @@ def test_download_fetches_the_bin_and_processor_files(hub, tmp_path, monkeypatch
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Api)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    from ros2_iterprime.models import checkpoints
+
+    monkeypatch.setattr(checkpoints, "hub_unreachable", lambda timeout_s=5.0: None)  # the fake hub is "up"
     assert cli.main(["download", "--repo", hf.MASK2FORMER_REPO, "--cache-dir", str(tmp_path / "cache")]) == 0
     assert fetched == {hf.MASK2FORMER_REPO: ["pytorch_model.bin", "config.json", "preprocessor_config.json"]}
     assert "facebook/mask2former-swin-large-coco-panoptic (mask2former): OK" in capsys.readouterr().out

@@ -29,15 +29,15 @@ def node_and_ctx(monkeypatch):
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "OFF")
     monkeypatch.setenv("ROS_DOMAIN_ID", str(rh.pick_domain_id()))
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
 
+    from ros2_iterprime.ros.executor import NodeExecutor
     from ros2_iterprime.ros.node import IterPrimeNode
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=["--ros-args", "-p", "model:=tiny-random", "-p", "autostart:=false"])
     seg = TimedColourSegmenter(delay=2.0)
     node = IterPrimeNode(segmenter=seg, context=ctx)
-    ex = MultiThreadedExecutor(num_threads=4, context=ctx)
+    ex = NodeExecutor(num_threads=4, context=ctx)  # the node's own executor (ros/entry.py)
     ex.add_node(node)
     stop = threading.Event()
 

@@ -277,13 +277,16 @@ def test_pose_in_target_frame_is_the_one_at_the_image_stamp_while_the_camera_mov
                       "sync_slop": 0.02}, {"delay": 0.5}, domain)
     rig = None
     try:
+        # 30 Hz camera, 100 Hz odometry. With rclpy's own MultiThreadedExecutor (ros2/rclpy#1452) the node
+        # spent a core on its executor and lost most frames' depth or /tf samples here (2 of 19 results
+        # with a pose in a CI run); ros/executor.py fixed that (24 of 24 in the same setting, measured)
         rig = DdsRig(c, SensorSim(SimConfig(seed=4)))
         rig.wait_matched(("image", "depth", "camera_info", "tf", "tf_static"))
         _, expr_pub = c.input_publishers()
         expr_pub.publish(String(data="the red box"))
         time.sleep(0.3)
         _stream_until(c, rig, lambda res: sum(r["status"] == "ok" and bool(r["target_valid"]) for r in res) >= 4,
-                      settle_s=2.0)
+                      max_s=90.0, settle_s=2.0)
         results = [r for r in _results(c, rig) if r["status"] == "ok"]
     finally:
         _finish(node, c, rig)
@@ -310,9 +313,7 @@ def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
     rig = None
     answers = []
     try:
-        # 15 Hz camera: while the model runs, this node's rclpy executor alone keeps a core busy and drops
-        # 30-70 % of 30 Hz depth images here (measured); the subject is the TF cache, not throughput
-        rig = DdsRig(c, SensorSim(SimConfig(colour_hz=15.0, depth_hz=15.0, seed=5)))
+        rig = DdsRig(c, SensorSim(SimConfig(seed=5)))
         rig.wait_matched(("image", "depth", "camera_info", "tf", "tf_static"))
         _, expr_pub = c.input_publishers()
         cli = c.node.create_client(SetParameters, f"{NS}/set_parameters")
@@ -324,7 +325,7 @@ def test_target_frame_after_a_model_run_longer_than_tf2s_default_cache():
             c.wait_for(lambda: fut.done(), 20, "set_parameters")
             assert fut.result().results[0].successful
 
-        rig.start(5 * 14.0 + 5.0)
+        rig.start(5 * 30.0)  # longer than 5 requests can take on a loaded host (the rig is stopped at the end)
         time.sleep(1.0)
         for _ in range(5):
             set_target("")
