@@ -63,9 +63,10 @@ if [ "$#" -gt 0 ]; then
 fi
 
 rc=0
-run_pass "pass 1/2, whole suite" "$distro" "${ITERPRIME_VENV:-$root/.venv}" || rc=1
+# --durations: the slowest tests in the log, to keep the run well under CI's limit
+run_pass "pass 1/2, whole suite" "$distro" "${ITERPRIME_VENV:-$root/.venv}" --durations=15 || rc=1
 run_pass "pass 2/2, ROS adapter + node/DDS tests" "$other" "$root/.venv-$other" \
-  -m "ros or ros_adapter" tests || rc=1
+  -m "ros or ros_adapter" --durations=15 tests || rc=1
 echo "[test] summary:"
 printf '[test]   %s\n' "${summary[@]}"
 [ "$rc" -ne 0 ] && [ "${total[failed]}" -eq 0 ] && total[failed]=1  # a pass that failed without a count
