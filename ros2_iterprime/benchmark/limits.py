@@ -78,35 +78,45 @@ def _sync(device: torch.device) -> None:
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5,
-                max_seconds: float = 20.0) -> dict:
+                max_seconds: float = 3.0, probe: int = 256) -> dict:
     """GFLOP/s of an n x n matmul in `dtype` on `device` (best of `reps`, after one warm-up).
 
-    A dtype the device emulates (fp16 on most CPUs) can be hundreds of times slower: the size shrinks
-    until one product takes under a second, and the measurement stops after `max_seconds`.
+    A dtype the device emulates (fp16 on most CPUs) can be hundreds of times slower: a `probe` x `probe`
+    product is timed first and the size halves from `n` until one product is predicted (cubic scaling)
+    to take under a quarter of a second (emulated products scale worse than cubically: on this
+    project's CPU one 2048^2 fp16 product takes ~40 s, a 1024^2 one ~2 s). The repetitions stop once
+    `max_seconds` are spent (a native dtype's 2048^2 product takes ~0.1 s).
     """
     g = torch.Generator(device="cpu").manual_seed(0)
-    size = n
-    while True:
+
+    def operands(size):
         a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
         b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+        return a, b
+
+    def timed(a, b) -> float:
         _sync(device)
         t0 = time.perf_counter()
         torch.mm(a, b)
         _sync(device)
-        first = time.perf_counter() - t0
-        if first < 1.0 or size <= 128:
-            break
-        size //= 4
+        return time.perf_counter() - t0
+
+    size = n
+    probe = min(probe, n)
+    if probe < n:
+        a, b = operands(probe)
+        timed(a, b)  # warm-up: library initialisation, thread pool
+        t_probe = max(timed(a, b), 1e-9)
+        while size > probe and t_probe * (size / probe) ** 3 > 0.25:
+            size //= 2
+    a, b = operands(size)
+    first = timed(a, b)
     best = first
     spent = first
     for _ in range(reps):
         if spent > max_seconds:
             break
-        _sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        dt = time.perf_counter() - t0
+        dt = timed(a, b)
         spent += dt
         best = min(best, dt)
     return {"gflops": 2.0 * size**3 / best / 1e9, "size": size, "threads": torch.get_num_threads()}

@@ -42,6 +42,25 @@ def test_matmul_peak_and_fraction_of_peak():
     assert limits.fraction_of_peak(0, 1.0, 4.0) is None and limits.fraction_of_peak(1, 0.0, 4.0) is None
 
 
+def test_an_emulated_dtype_is_probed_small_before_any_slow_product(monkeypatch):
+    """A dtype running at 1 GFLOP/s (fp16 emulated on a CPU): the 256^2 probe predicts 17 s for 2048^2, so
+    the size halves to 512 (0.27 s predicted: still over a quarter second) and then to 256. Clock and matmul are fakes:
+    the rule is checked without spending the time."""
+    clock = {"t": 0.0}
+    sizes = []
+
+    def fake_mm(a, b):
+        sizes.append(a.shape[0])
+        clock["t"] += 2.0 * a.shape[0] ** 3 / 1e9  # 1 GFLOP/s
+        return a
+
+    monkeypatch.setattr(limits.torch, "mm", fake_mm)
+    monkeypatch.setattr(limits.time, "perf_counter", lambda: clock["t"])
+    p = limits.matmul_peak(torch.float32, torch.device("cpu"), n=2048, reps=3)
+    assert p["size"] == 256 and p["gflops"] == pytest.approx(1.0)
+    assert max(sizes) == 256 and len(sizes) == 2 + 1 + 3  # probe warm-up + probe, first product, 3 reps
+
+
 def test_shared_machine_note():
     assert limits.shared_machine_note({"parallel_efficiency": 0.95}, [0.1, 0.1, 0.1], 2) is None
     note = limits.shared_machine_note({"parallel_efficiency": 0.5}, [3.0, 2.0, 1.0], 2)
