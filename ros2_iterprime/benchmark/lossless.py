@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | `blip_vision_sdpa` | BLIP ViT attention eager (transformers' only path) | SDPA (`models.fast_attention`) |
 | `sam_encoder_sdpa` | SAM ViT attention eager (materialised scores + rel-pos bias) | transformers' SDPA class |
+| `sam_rel_pos_workspace` | transformers' SDPA class: a new rel-pos bias tensor per layer | the bias written into one buffer per encoder pass (`models.fast_attention`) |
 | `tracker_memory_attention_sdpa` | SAM 2.1 memory attention eager | SDPA (transformers' default) |
 | `image_kv_at_set_image` | cross-attention K/V of the image tokens computed in the first IGRS round | computed once in `set_image` (`gradcam.BlipGradCAM.encode_image`) |
 | `onnxruntime_sam_encoder` | SAM's encoder in torch (the run's dtype) | the cached ONNX export in ONNX Runtime (fp32; opt-in, `models.onnx_encoder`) |
@@ -60,21 +61,53 @@ def sam_encoder_sdpa(sam, pixel_values: torch.Tensor, reps: int = 1) -> dict:
     """SAM's encoder with its attention modules' class switched to eager and back (same parameters)."""
     from transformers.models.sam.modeling_sam import SamVisionAttention, SamVisionSdpaAttention
 
+    from ..models.fast_attention import restore_sam_rel_pos, sam_uses_rel_pos_workspace, use_sam_rel_pos_workspace
+
     layers = sam.vision_encoder.layers
     if not all(type(layer.attn) is SamVisionSdpaAttention for layer in layers):
         return {"status": "not applicable: the encoder does not run transformers' SDPA class"}
     dev = pixel_values.device
     pv = pixel_values.to(next(sam.vision_encoder.parameters()).dtype)
-    with torch.inference_mode():
-        for layer in layers:
-            layer.attn.__class__ = SamVisionAttention
-        try:
-            before, a = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
-        finally:
+    swapped = sam_uses_rel_pos_workspace(sam)
+    restore_sam_rel_pos(sam)  # transformers' eager class against transformers' SDPA class
+    try:
+        with torch.inference_mode():
             for layer in layers:
-                layer.attn.__class__ = SamVisionSdpaAttention
-        after, b = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
+                layer.attn.__class__ = SamVisionAttention
+            try:
+                before, a = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
+            finally:
+                for layer in layers:
+                    layer.attn.__class__ = SamVisionSdpaAttention
+            after, b = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
+    finally:
+        if swapped:
+            use_sam_rel_pos_workspace(sam)
     return _entry(before, after, (a.float() - b.float()).abs().max(), output_max_abs=float(a.float().abs().max()))
+
+
+def sam_rel_pos_workspace(sam, pixel_values: torch.Tensor, reps: int = 1) -> dict:
+    """SAM's encoder with transformers' SDPA forward (a new bias tensor per layer) against the workspace
+    forward (`models.fast_attention.use_sam_rel_pos_workspace`): same parameters, same input."""
+    from ..models.fast_attention import restore_sam_rel_pos, sam_uses_rel_pos_workspace, use_sam_rel_pos_workspace
+
+    swapped = sam_uses_rel_pos_workspace(sam)
+    dev = pixel_values.device
+    pv = pixel_values.to(next(sam.vision_encoder.parameters()).dtype)
+    restore_sam_rel_pos(sam)
+    try:
+        with torch.inference_mode():
+            before, a = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
+            if not use_sam_rel_pos_workspace(sam):
+                return {"status": "not applicable: the encoder does not run transformers' SDPA class"}
+            after, b = _time(lambda: sam.get_image_embeddings(pv), reps, dev)
+    finally:
+        if not swapped:
+            restore_sam_rel_pos(sam)
+        elif not sam_uses_rel_pos_workspace(sam):
+            use_sam_rel_pos_workspace(sam)
+    return _entry(before, after, (a.float() - b.float()).abs().max(), output_max_abs=float(a.float().abs().max()),
+                  identical=bool(torch.equal(a, b)))
 
 
 def tracker_memory_attention_sdpa(model, memories: int, reps: int = 1) -> dict:

@@ -511,6 +511,7 @@ def run_bench(model: str = "default", random_weights: bool = False, device: str 
         changes["blip_vision_sdpa"] = _guarded(dev, lambda: ll.blip_vision_sdpa(models.blip, pv, reps=3))
         if models.sam is not None:
             changes["sam_encoder_sdpa"] = _guarded(dev, lambda: ll.sam_encoder_sdpa(models.sam, sam_pv))
+            changes["sam_rel_pos_workspace"] = _guarded(dev, lambda: ll.sam_rel_pos_workspace(models.sam, sam_pv))
         changes["image_kv_at_set_image"] = _guarded(dev, lambda: ll.image_kv_at_set_image(gc, pv, ids, am))
         if models.sam is not None and onnx:
             changes["onnxruntime_sam_encoder"] = _guarded(

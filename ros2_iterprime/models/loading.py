@@ -182,7 +182,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def apply_precision(blip, sam, dtype: torch.dtype, device: torch.device | None = None) -> None:
     """The project's mixed-precision rule, in place: everything fp32 except the two image encoders
-    (and BLIP's vision attention through SDPA, `fast_attention`).
+    (and the lossless attention swaps of `fast_attention`: BLIP's vision attention through SDPA, SAM's
+    relative-position bias in one buffer per encoder pass).
 
     Only the per-image encoders (nearly all the FLOPs: BLIP's ViT, SAM's image encoder) run in `dtype`.
     The Grad-CAM path (BLIP text encoder + ITM head) stays fp32 because attention gradients underflow
@@ -198,10 +199,13 @@ def apply_precision(blip, sam, dtype: torch.dtype, device: torch.device | None =
     blip.vision_model.to(dtype=dtype)
     if sam is not None:
         sam.vision_encoder.to(dtype=dtype)
-    # lossless: BLIP's vision attention through SDPA (the text encoder stays eager for Grad-CAM)
-    from .fast_attention import use_sdpa_for_blip_vision
+    # lossless: BLIP's vision attention through SDPA (the text encoder stays eager for Grad-CAM), SAM's
+    # relative-position bias written into one buffer per encoder pass
+    from .fast_attention import use_sam_rel_pos_workspace, use_sdpa_for_blip_vision
 
     use_sdpa_for_blip_vision(blip)
+    if sam is not None:
+        use_sam_rel_pos_workspace(sam)
 
 
 def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:

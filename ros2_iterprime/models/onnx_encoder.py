@@ -110,7 +110,10 @@ def export_sam_encoder(sam, path: Path, image_size: int | None = None) -> Path:
     import copy
 
     size = int(image_size or sam.config.vision_config.image_size)
+    from .fast_attention import restore_sam_rel_pos
+
     ref = copy.deepcopy(sam).float().eval().cpu()
+    restore_sam_rel_pos(ref)  # trace transformers' own forward (the workspace is a CPU-eager optimisation)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
     with torch.no_grad():

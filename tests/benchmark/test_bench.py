@@ -60,14 +60,15 @@ def test_bench_tiny_mode_json_has_every_field(tmp_path, capsys, monkeypatch):
     assert "not comparable" in res["targets"]["grounding_vs_reference"]["reason"]
     # lossless changes: timed against the path they replaced, with their numerical difference
     ll = res["lossless"]
-    assert set(ll) == {"blip_vision_sdpa", "sam_encoder_sdpa", "image_kv_at_set_image", "tracker_memory_attention_sdpa",
-                       "onnxruntime_sam_encoder", "onnxruntime_tracker_encoder"}
+    assert set(ll) == {"blip_vision_sdpa", "sam_encoder_sdpa", "sam_rel_pos_workspace", "image_kv_at_set_image",
+                       "tracker_memory_attention_sdpa", "onnxruntime_sam_encoder", "onnxruntime_tracker_encoder"}
     for name in ("onnxruntime_sam_encoder", "onnxruntime_tracker_encoder"):
         ox = ll.pop(name)  # an alternative runtime: its check is against fp32 torch
         assert ox["fp32_check"]["same"] and ox["fp32_check"]["relative"] <= ox["tolerance"] and ox["onnx"].endswith(".onnx")
     for name, c in ll.items():
         assert c["before_ms"] > 0 and c["after_ms"] > 0 and c["max_abs_diff"] >= 0, name
     assert ll["image_kv_at_set_image"]["max_abs_diff"] == 0.0
+    assert ll["sam_rel_pos_workspace"]["max_abs_diff"] == 0.0 and ll["sam_rel_pos_workspace"]["identical"] is True
     assert res["settings"]["attention"]["blip_vision"] == "sdpa" and res["settings"]["attention"]["sam_image_encoder"] == "sdpa"
     # reduced precision against fp32 through the whole pipeline (where auto picked a reduced dtype)
     if res["settings"]["dtype"] == "fp32":

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ros2_iterprime.benchmark import lossless
+from ros2_iterprime.models import fast_attention as fa
 from ros2_iterprime.models.fast_attention import (
     attention_report,
     blip_vision_uses_sdpa,
@@ -28,7 +29,7 @@ def test_blip_vision_runs_sdpa_by_default_and_matches_eager(fp32_models):
     assert blip_vision_uses_sdpa(blip)
     assert attention_report(blip, fp32_models.sam) == {
         "blip_vision": "sdpa", "blip_text": "eager (Grad-CAM reads attention probabilities and their gradient)",
-        "sam_image_encoder": "sdpa"}
+        "sam_image_encoder": "sdpa", "sam_rel_pos_bias": "one buffer per encoder pass"}
     pv = _pixels(fp32_models)
     with torch.no_grad():
         fused = blip.vision_model(pixel_values=pv).last_hidden_state
@@ -53,6 +54,9 @@ def test_lossless_entries_on_the_tiny_models(fp32_models):
     s = m.sam.config.vision_config.image_size
     e = lossless.sam_encoder_sdpa(m.sam, torch.randn(1, 3, s, s))
     assert e["max_abs_diff"] < 1e-4 and type(m.sam.vision_encoder.layers[0].attn).__name__ == "SamVisionSdpaAttention"
+    assert fa.sam_uses_rel_pos_workspace(m.sam)  # the eager/SDPA comparison put the workspace back
+    e = lossless.sam_rel_pos_workspace(m.sam, torch.randn(1, 3, s, s))
+    assert e["identical"] is True and e["max_abs_diff"] == 0 and fa.sam_uses_rel_pos_workspace(m.sam)
     tm = load_tracker("tiny-random", device="cpu", dtype="fp32")
     e = lossless.tracker_memory_attention_sdpa(tm.model, tm.num_maskmem)
     assert e["max_abs_diff"] < 1e-4 and tm.model.config._attn_implementation == "sdpa"
