@@ -81,11 +81,12 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: i
                 max_seconds: float = 3.0, probe: int = 256) -> dict:
     """GFLOP/s of an n x n matmul in `dtype` on `device` (best of `reps`, after one warm-up).
 
-    A dtype the device emulates (fp16 on most CPUs) can be hundreds of times slower: a `probe` x `probe`
-    product is timed first and the size halves from `n` until one product is predicted (cubic scaling)
-    to take under a quarter of a second (emulated products scale worse than cubically: on this
-    project's CPU one 2048^2 fp16 product takes ~40 s, a 1024^2 one ~2 s). The repetitions stop once
-    `max_seconds` are spent (a native dtype's 2048^2 product takes ~0.1 s).
+    A dtype the device emulates (fp16 on most CPUs) can be hundreds of times slower, and slower than
+    cubic in the size (on this project's CPU one fp16 product takes ~0.1 s at 512^2, ~2 s at 1024^2,
+    ~40 s at 2048^2). So the size grows from `probe`, doubling while the next product is predicted
+    (8x the last one) to take under half a second, up to `n`: a native dtype reaches `n` after a few
+    milliseconds of small products (even on a loaded machine), an emulated one stops small. The
+    repetitions stop once `max_seconds` are spent.
     """
     g = torch.Generator(device="cpu").manual_seed(0)
 
@@ -101,16 +102,14 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: i
         _sync(device)
         return time.perf_counter() - t0
 
-    size = n
-    probe = min(probe, n)
-    if probe < n:
-        a, b = operands(probe)
-        timed(a, b)  # warm-up: library initialisation, thread pool
-        t_probe = max(timed(a, b), 1e-9)
-        while size > probe and t_probe * (size / probe) ** 3 > 0.25:
-            size //= 2
+    size = min(probe, n)
     a, b = operands(size)
+    timed(a, b)  # warm-up: library initialisation, thread pool
     first = timed(a, b)
+    while size < n and 8 * first < 0.5:
+        size = min(2 * size, n)
+        a, b = operands(size)
+        first = timed(a, b)
     best = first
     spent = first
     for _ in range(reps):

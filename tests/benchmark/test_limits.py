@@ -42,23 +42,34 @@ def test_matmul_peak_and_fraction_of_peak():
     assert limits.fraction_of_peak(0, 1.0, 4.0) is None and limits.fraction_of_peak(1, 0.0, 4.0) is None
 
 
-def test_an_emulated_dtype_is_probed_small_before_any_slow_product(monkeypatch):
-    """A dtype running at 1 GFLOP/s (fp16 emulated on a CPU): the 256^2 probe predicts 17 s for 2048^2, so
-    the size halves to 512 (0.27 s predicted: still over a quarter second) and then to 256. Clock and matmul are fakes:
-    the rule is checked without spending the time."""
+def _fake_speed(monkeypatch, gflops_per_s):
     clock = {"t": 0.0}
     sizes = []
 
     def fake_mm(a, b):
         sizes.append(a.shape[0])
-        clock["t"] += 2.0 * a.shape[0] ** 3 / 1e9  # 1 GFLOP/s
+        clock["t"] += 2.0 * a.shape[0] ** 3 / (gflops_per_s * 1e9)
         return a
 
     monkeypatch.setattr(limits.torch, "mm", fake_mm)
     monkeypatch.setattr(limits.time, "perf_counter", lambda: clock["t"])
+    return sizes
+
+
+def test_an_emulated_dtype_stops_small_and_a_native_one_reaches_full_size(monkeypatch):
+    """Clock and matmul are fakes: the size rule is checked without spending the time. At 1 GFLOP/s (fp16
+    emulated on a CPU) 256^2 takes 0.034 s, 512^2 0.27 s; the next (2.1 s predicted) is never run."""
+    sizes = _fake_speed(monkeypatch, 1.0)
     p = limits.matmul_peak(torch.float32, torch.device("cpu"), n=2048, reps=3)
-    assert p["size"] == 256 and p["gflops"] == pytest.approx(1.0)
-    assert max(sizes) == 256 and len(sizes) == 2 + 1 + 3  # probe warm-up + probe, first product, 3 reps
+    assert p["size"] == 512 and p["gflops"] == pytest.approx(1.0)
+    assert sizes == [256, 256, 512, 512, 512, 512]  # warm-up, probe, first 512, 3 reps
+    # a native dtype, even slowed down 3x by other jobs (60 GFLOP/s), is measured at the full size
+    sizes = _fake_speed(monkeypatch, 60.0)
+    p = limits.matmul_peak(torch.float32, torch.device("cpu"), n=2048, reps=2)
+    assert p["size"] == 2048 and p["gflops"] == pytest.approx(60.0) and sizes.count(2048) == 3
+    # sizes that are not powers of two end exactly at n
+    sizes = _fake_speed(monkeypatch, 1000.0)
+    assert limits.matmul_peak(torch.float32, torch.device("cpu"), n=1000, reps=1)["size"] == 1000
 
 
 def test_shared_machine_note():
