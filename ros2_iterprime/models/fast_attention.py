@@ -139,10 +139,13 @@ def _sam_sdpa_ws_forward(self, hidden_states: torch.Tensor, output_attentions=Fa
         reshaped_query = query.reshape(bn, height, width, dim)
         rel_h = torch.einsum("bhwc,hkc->bhwk", reshaped_query, rel_pos_h)  # (B nHead, H, W, H)
         rel_w = torch.einsum("bhwc,wkc->bhwk", reshaped_query, rel_pos_w)  # (B nHead, H, W, W)
-        ws: _BiasWorkspace = getattr(self, _SAM_WS)
-        bias = ws.take(bn * height * width * height * width, query).view(bn, height, width, height, width)
-        torch.add(rel_h[:, :, :, :, None], rel_w[:, :, :, None, :], out=bias)
-        attn_bias = bias.view(batch_size, self.num_attention_heads, height * width, height * width)
+        if rel_h.requires_grad or rel_w.requires_grad:  # autograd (not this package's use): out= cannot record it
+            bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
+        else:
+            ws: _BiasWorkspace = getattr(self, _SAM_WS)
+            bias = ws.take(bn * height * width * height * width, query).view(bn, height, width, height, width)
+            torch.add(rel_h[:, :, :, :, None], rel_w[:, :, :, None, :], out=bias)
+        attn_bias = bias.reshape(batch_size, self.num_attention_heads, height * width, height * width)
     query = query.view(batch_size, self.num_attention_heads, height * width, -1)
     key = key.view(batch_size, self.num_attention_heads, height * width, -1)
     value = value.view(batch_size, self.num_attention_heads, height * width, -1)

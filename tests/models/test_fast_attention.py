@@ -136,3 +136,17 @@ def test_an_eager_encoder_is_left_alone():
     cfg._attn_implementation = "eager"
     sam = SamModel(cfg)
     assert fa.use_sam_rel_pos_workspace(sam) == 0 and not fa.sam_uses_rel_pos_workspace(sam)
+
+
+def test_with_autograd_the_swapped_forward_still_gives_gradients():
+    """Not this package's use (its encoders are frozen), but a caller training through the encoder gets
+    transformers' values and a gradient, not an out= error."""
+    sam = _tiny_sam()
+    sam.requires_grad_(True)
+    pv = _pixels(sam)
+    ref = sam.vision_encoder(pv).last_hidden_state  # (get_image_embeddings itself runs without grad)
+    fa.use_sam_rel_pos_workspace(sam)
+    got = sam.vision_encoder(pv).last_hidden_state
+    assert got.requires_grad
+    got.sum().backward()
+    assert torch.equal(got, ref) and sam.vision_encoder.layers[1].attn.rel_pos_h.grad is not None
